@@ -1,0 +1,1 @@
+"""Running a plan: bounded concurrent transfers, progress, deletes last, the report."""

@@ -1,0 +1,157 @@
+"""Bounded concurrent transfers with per-object outcomes and periodic progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from s3transfer.futures import TransferFuture
+from s3transfer.subscribers import BaseSubscriber
+
+from airflow_s3sync.execute.report import SyncReport
+from airflow_s3sync.plan.compare import Direction
+
+#: Starts one transfer, given the subscribers to pass to the hook's transfer call.
+StartTransfer = Callable[[Sequence[BaseSubscriber]], TransferFuture]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferJob:
+    """One transfer: what it is, for the log and the report.
+
+    :param direction: upload, copy or download.
+    :param key: the compare key (what ``changed_keys`` records).
+    :param size: the size from the listing.
+    :param etag: the ETag from an S3 listing; with the size it spares s3transfer a HeadObject,
+        and reads are made conditional on it (an object replaced since the listing fails).
+    :param line: the ``aws s3 sync`` line without its verb, e.g. ``./a.txt to s3://b/a.txt``.
+    :param after_success: run in the worker once the object is written (e.g. set mtime).
+    """
+
+    direction: Direction
+    key: str
+    size: int
+    etag: str | None
+    line: str
+    after_success: Callable[[], None] | None = None
+
+
+class _JobSubscriber(BaseSubscriber):
+    def __init__(self, executor: TransferExecutor, job: TransferJob) -> None:
+        self._executor = executor
+        self._job = job
+
+    def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self._job.size)
+        if self._job.etag is not None:
+            future.meta.provide_object_etag(self._job.etag)
+
+    def on_progress(self, future: TransferFuture, bytes_transferred: int, **kwargs: Any) -> None:
+        self._executor.report.add_bytes(bytes_transferred)
+
+    def on_done(self, future: TransferFuture, **kwargs: Any) -> None:
+        try:
+            future.result()
+            if self._job.after_success is not None:
+                self._job.after_success()
+        except BaseException as error:  # noqa: BLE001 - every failure is an outcome to report
+            self._executor.finished(self._job, error)
+        else:
+            self._executor.finished(self._job, None)
+
+
+class TransferExecutor:
+    """Starts transfers, records each outcome with its ``aws s3 sync`` log line, and logs
+    progress (objects, bytes, rate) every ``progress_interval`` seconds while it runs.
+
+    Concurrency and back-pressure come from the hooks' s3transfer managers: their request
+    pools are bounded and their submission queues block the planner when full, so memory
+    stays flat however many transfers a plan holds.
+    """
+
+    def __init__(self, report: SyncReport, log: logging.Logger, *, progress_interval: float = 5.0) -> None:
+        self.report = report
+        self.log = log
+        self.progress_interval = progress_interval
+        self._in_flight = 0
+        self._done = 0
+        self._idle = threading.Condition()
+        self._stop = threading.Event()
+        self._progress_thread: threading.Thread | None = None
+        self._started_at = time.monotonic()
+
+    def submit(self, job: TransferJob, start: StartTransfer) -> None:
+        """Start ``job``; ``start`` receives the subscribers to pass to the hook's transfer call.
+
+        A transfer that cannot even start is recorded as failed; nothing is raised.
+        """
+        with self._idle:
+            self._in_flight += 1
+        try:
+            start([_JobSubscriber(self, job)])
+        except Exception as error:  # noqa: BLE001 - reported as the item's failure
+            self.finished(job, error)
+
+    def finished(self, job: TransferJob, error: BaseException | None) -> None:
+        """Record the outcome of ``job`` and log its line."""
+        verb = job.direction.value
+        if error is None:
+            self.report.transferred(job.direction, job.key)
+            self.log.info("%s: %s", verb, job.line)
+        else:
+            self.report.failed(f"{verb} {job.line}: {error}")
+            self.log.error("%s failed: %s %s", verb, job.line, error)
+        with self._idle:
+            self._in_flight -= 1
+            self._done += 1
+            self._idle.notify_all()
+
+    def wait(self) -> None:
+        """Block until every submitted transfer has finished."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0)
+
+    def _log_progress(self) -> None:
+        elapsed = max(time.monotonic() - self._started_at, 1e-9)
+        transferred = self.report.bytes_transferred
+        with self._idle:
+            done, in_flight = self._done, self._in_flight
+        self.log.info(
+            "progress: %d object(s) done, %d in flight, %s transferred (%s/s)",
+            done,
+            in_flight,
+            format_bytes(transferred),
+            format_bytes(transferred / elapsed),
+        )
+
+    def _report_progress(self) -> None:
+        while not self._stop.wait(self.progress_interval):
+            self._log_progress()
+
+    def __enter__(self) -> TransferExecutor:
+        self._started_at = time.monotonic()
+        self._progress_thread = threading.Thread(target=self._report_progress, name="s3sync-progress", daemon=True)
+        self._progress_thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._progress_thread is not None:
+            self._progress_thread.join()
+
+
+def format_bytes(count: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -1,0 +1,91 @@
+"""Counts, bytes and per-object outcomes of one sync run, shaped for XCom."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from airflow_s3sync.plan.compare import Direction
+
+_COUNTER_OF = {Direction.UPLOAD: "uploaded", Direction.COPY: "copied", Direction.DOWNLOAD: "downloaded"}
+
+
+class SyncReport:
+    """Thread-safe tally of a run. Lists are capped so a run over millions of keys stays small.
+
+    :param dryrun: whether the run only reports.
+    :param changed_keys_limit: how many written keys are kept for the ``changed_keys`` XCom.
+    :param failure_limit: how many failure descriptions are kept for the error message.
+    """
+
+    def __init__(self, *, dryrun: bool, changed_keys_limit: int = 10_000, failure_limit: int = 50) -> None:
+        self.dryrun = dryrun
+        self._lock = threading.Lock()
+        self.counts = dict.fromkeys(("uploaded", "copied", "downloaded", "deleted", "skipped", "failed"), 0)
+        self.warnings = 0
+        self.bytes_transferred = 0
+        self.changed_keys: list[str] = []
+        self.changed_keys_total = 0
+        self.failures: list[str] = []
+        self._changed_keys_limit = changed_keys_limit
+        self._failure_limit = failure_limit
+
+    def transferred(self, direction: Direction, key: str) -> None:
+        """Count one finished (or, in a dry run, planned) transfer that wrote ``key``."""
+        with self._lock:
+            self.counts[_COUNTER_OF[direction]] += 1
+            self.changed_keys_total += 1
+            if len(self.changed_keys) < self._changed_keys_limit:
+                self.changed_keys.append(key)
+
+    def add_bytes(self, count: int) -> None:
+        """Add transferred bytes (progress callbacks may report negative amounts on retries)."""
+        with self._lock:
+            self.bytes_transferred += count
+
+    def skipped(self, *, warning: bool = False) -> None:
+        """Count one item left alone; ``warning`` when a safety check refused it."""
+        with self._lock:
+            self.counts["skipped"] += 1
+            self.warnings += warning
+
+    def deleted(self) -> None:
+        """Count one deleted (or, in a dry run, planned) delete."""
+        with self._lock:
+            self.counts["deleted"] += 1
+
+    def failed(self, description: str) -> None:
+        """Count one failed item; ``description`` names it and the error."""
+        with self._lock:
+            self.counts["failed"] += 1
+            if len(self.failures) < self._failure_limit:
+                self.failures.append(description)
+
+    @property
+    def failure_count(self) -> int:
+        """How many items failed so far."""
+        return self.counts["failed"]
+
+    @property
+    def changed_keys_truncated(self) -> bool:
+        """Whether ``changed_keys`` holds fewer keys than were written."""
+        return self.changed_keys_total > len(self.changed_keys)
+
+    def failure_message(self) -> str:
+        """One message naming the failed items (capped)."""
+        shown = "; ".join(self.failures)
+        more = self.failure_count - len(self.failures)
+        suffix = f"; and {more} more" if more > 0 else ""
+        return f"{self.failure_count} item(s) failed: {shown}{suffix}"
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-serialisable summary returned by the operator (its ``return_value`` XCom)."""
+        with self._lock:
+            return {
+                **self.counts,
+                "bytes_transferred": self.bytes_transferred,
+                "warnings": self.warnings,
+                "dryrun": self.dryrun,
+                "changed_keys_count": self.changed_keys_total,
+                "changed_keys_truncated": self.changed_keys_truncated,
+            }

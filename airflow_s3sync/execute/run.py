@@ -1,0 +1,307 @@
+"""One sync run: preflight, plan, transfers, then deletes — only when everything else succeeded."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from s3transfer.futures import TransferFuture
+from s3transfer.manager import TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.deletes import DeleteQueue
+from airflow_s3sync.execute.executor import TransferExecutor, TransferJob
+from airflow_s3sync.execute.report import SyncReport
+from airflow_s3sync.hooks.local import LocalTree
+from airflow_s3sync.hooks.s3 import S3SyncHook
+from airflow_s3sync.locations import LocalLocation, Location, S3Location
+from airflow_s3sync.plan import (
+    Action,
+    ActionKind,
+    CompareMode,
+    Direction,
+    Entry,
+    FilterRule,
+    PathFilter,
+    plan,
+)
+
+_ALLOWED_EXTRA_ARGS = {
+    Direction.UPLOAD: frozenset(TransferManager.ALLOWED_UPLOAD_ARGS),
+    Direction.COPY: frozenset(TransferManager.ALLOWED_COPY_ARGS),
+    Direction.DOWNLOAD: frozenset(TransferManager.ALLOWED_DOWNLOAD_ARGS),
+}
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """Everything that shapes a run besides the two locations.
+
+    :param delete: delete destination-only items (``--delete``).
+    :param mode: how items present on both sides are compared.
+    :param rules: ordered include/exclude rules.
+    :param dryrun: log what would happen, change nothing.
+    :param max_delete: refuse to delete more than this many items (checked before the first).
+    :param follow_symlinks: follow local symlinks (``--follow-symlinks``).
+    :param extra_args: request arguments for every write (PutObject, CopyObject, multipart)
+        or, for downloads, for every GetObject.
+    :param progress_interval: seconds between progress lines.
+    :param changed_keys_limit: how many written keys the report keeps.
+    """
+
+    delete: bool = False
+    mode: CompareMode = CompareMode.DEFAULT
+    rules: Sequence[FilterRule] = ()
+    dryrun: bool = False
+    max_delete: int | None = None
+    follow_symlinks: bool = True
+    extra_args: Mapping[str, Any] = field(default_factory=dict)
+    progress_interval: float = 5.0
+    changed_keys_limit: int = 10_000
+
+
+def direction_of(source: Location, dest: Location) -> Direction:
+    """upload, copy or download; two local sides are an error."""
+    if isinstance(source, LocalLocation):
+        if isinstance(dest, LocalLocation):
+            raise S3SyncError(
+                f"both source {source.raw!r} and dest {dest.raw!r} are local directories: "
+                "at least one side must be an s3:// location"
+            )
+        return Direction.UPLOAD
+    return Direction.DOWNLOAD if isinstance(dest, LocalLocation) else Direction.COPY
+
+
+def check_extra_args(direction: Direction, extra_args: Mapping[str, Any]) -> None:
+    """Reject request arguments s3transfer would refuse for this direction, before any request."""
+    unknown = sorted(set(extra_args) - _ALLOWED_EXTRA_ARGS[direction])
+    if unknown:
+        raise S3SyncError(
+            f"extra_args {unknown} are not allowed for {direction.value}s; "
+            f"allowed: {sorted(_ALLOWED_EXTRA_ARGS[direction])}"
+        )
+
+
+class SyncRun:
+    """Syncs ``source`` to ``dest`` the way ``aws s3 sync`` does.
+
+    :param source: where the data comes from.
+    :param dest: where it goes.
+    :param source_hook: the hook of an S3 source (``None`` for a local one).
+    :param dest_hook: the hook of an S3 destination (``None`` for a local one).
+    :param options: the run's options.
+    :param log: where the action lines, warnings and progress go.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: Location,
+        dest: Location,
+        source_hook: S3SyncHook | None,
+        dest_hook: S3SyncHook | None,
+        options: SyncOptions,
+        log: logging.Logger,
+    ) -> None:
+        self.direction = direction_of(source, dest)
+        check_extra_args(self.direction, options.extra_args)
+        for location, hook, side in ((source, source_hook, "source"), (dest, dest_hook, "dest")):
+            if isinstance(location, S3Location) and hook is None:
+                raise S3SyncError(f"the S3 {side} {location.raw!r} needs a hook")
+        self.source = source
+        self.dest = dest
+        self.source_hook = source_hook
+        self.dest_hook = dest_hook
+        self.options = options
+        self.log = log
+        self.report = SyncReport(dryrun=options.dryrun, changed_keys_limit=options.changed_keys_limit)
+        self._trees: list[LocalTree] = []
+
+    # ----------------------------------------------------------------- preflight
+    def preflight(self) -> None:
+        """Check both sides before anything changes: local source exists, buckets exist and
+        the credentials may use them, a local destination is a directory (created if missing,
+        except in a dry run)."""
+        if isinstance(self.source, LocalLocation):
+            path = self.source.path
+            if not os.path.exists(path):
+                raise S3SyncError(f"The user-provided path {self.source.raw} does not exist.")
+            if not os.path.isdir(path):
+                raise S3SyncError(f"the source {self.source.raw!r} is a file, not a directory: sync copies directories")
+        if isinstance(self.dest, LocalLocation):
+            path = self.dest.path
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise S3SyncError(f"the destination {self.dest.raw!r} exists and is not a directory")
+        for location, hook in ((self.source, self.source_hook), (self.dest, self.dest_hook)):
+            if isinstance(location, S3Location) and hook is not None:
+                hook.check_bucket(location.bucket)
+        if isinstance(self.dest, LocalLocation) and not self.options.dryrun:
+            os.makedirs(self.dest.path, exist_ok=True)
+
+    # ----------------------------------------------------------------- listings
+    def _listing(self, location: Location, hook: S3SyncHook | None) -> Iterator[Entry]:
+        if isinstance(location, S3Location):
+            assert hook is not None
+            return hook.iter_entries(location.bucket, location.prefix)
+        tree = LocalTree(location.path, follow_symlinks=self.options.follow_symlinks, log=self.log)
+        self._trees.append(tree)
+        return tree.iter_entries()
+
+    def _tree_of(self, location: LocalLocation) -> LocalTree:
+        return next(tree for tree in self._trees if tree.root == location.path)
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> SyncReport:
+        """Preflight, plan and execute; raise :class:`S3SyncError` naming what failed."""
+        self.preflight()
+        path_filter = (
+            PathFilter(self.options.rules, src_root=self.source.filter_root, dst_root=self.dest.filter_root)
+            if self.options.rules
+            else None
+        )
+        actions = plan(
+            self._listing(self.source, self.source_hook),
+            self._listing(self.dest, self.dest_hook),
+            direction=self.direction,
+            mode=self.options.mode,
+            delete=self.options.delete,
+            path_filter=path_filter,
+            src_path_prefix=self.source.path_prefix,
+            dst_path_prefix=self.dest.path_prefix,
+        )
+        listing_error: BaseException | None = None
+        with DeleteQueue() as deletes:
+            with TransferExecutor(self.report, self.log, progress_interval=self.options.progress_interval) as ex:
+                while True:
+                    try:
+                        action = next(actions)
+                    except StopIteration:
+                        break
+                    except Exception as error:  # noqa: BLE001 - a failed listing stops planning
+                        listing_error = error
+                        self.log.error("listing failed: %s", error)
+                        break
+                    self._handle(action, ex, deletes)
+                ex.wait()
+            self._finish(listing_error, deletes)
+        return self.report
+
+    def _handle(self, action: Action, executor: TransferExecutor, deletes: DeleteQueue) -> None:
+        if action.kind is ActionKind.SKIP:
+            self.report.skipped()
+            self.log.debug("skip %s: %s", action.key, action.reason)
+        elif action.kind is ActionKind.REFUSE:
+            self.report.skipped(warning=True)
+            shown = action.key if self.direction is Direction.DOWNLOAD else self.source.display(action.key)
+            self.log.warning("warning: Skipping file %s. %s", shown, action.reason)
+        elif action.kind is ActionKind.DELETE:
+            self.log.debug("delete %s: %s", action.key, action.reason)
+            deletes.add(action.key)
+        else:
+            self._transfer(action, executor)
+
+    def _transfer(self, action: Action, executor: TransferExecutor) -> None:
+        src = action.pair.src
+        assert src is not None
+        key = action.key
+        line = f"{self.source.display(key)} to {self.dest.display(key)}"
+        self.log.debug("%s %s: %s", self.direction.value, key, action.reason)
+        if self.options.dryrun:
+            self.report.transferred(self.direction, key)
+            self.log.info("(dryrun) %s: %s", self.direction.value, line)
+            return
+        start, after_success = self._starter(src)
+        executor.submit(TransferJob(self.direction, key, src.size, src.etag, line, after_success), start)
+
+    def _starter(
+        self, src: Entry
+    ) -> tuple[Callable[[Sequence[BaseSubscriber]], TransferFuture], Callable[[], None] | None]:
+        """The call that starts transferring ``src``, and what to do once it succeeded."""
+        key, source, dest = src.key, self.source, self.dest
+        extra_args = dict(self.options.extra_args)
+        if isinstance(source, LocalLocation):
+            assert isinstance(dest, S3Location) and self.dest_hook is not None
+            upload, path = self.dest_hook.upload, os.path.join(source.path, *key.split("/"))
+            return lambda subs: upload(
+                path, dest.bucket, dest.object_key(key), extra_args=extra_args, subscribers=subs
+            ), None
+        assert self.source_hook is not None
+        if isinstance(dest, S3Location):
+            assert self.dest_hook is not None
+            copy, source_hook = self.dest_hook.copy, self.source_hook
+            return lambda subs: copy(
+                (source.bucket, source.object_key(key)),
+                dest.bucket,
+                dest.object_key(key),
+                source_hook=source_hook,
+                extra_args=extra_args,
+                subscribers=subs,
+            ), None
+        tree, download = self._tree_of(dest), self.source_hook.download
+        path = tree.path_for(key)  # decide() refused keys that would leave the directory
+
+        def start(subs: Sequence[BaseSubscriber]) -> TransferFuture:
+            tree.prepare_parent(path)
+            return download(source.bucket, source.object_key(key), path, extra_args=extra_args, subscribers=subs)
+
+        return start, lambda: tree.set_mtime(path, src.mtime)
+
+    # ----------------------------------------------------------------- deletes
+    def _finish(self, listing_error: BaseException | None, deletes: DeleteQueue) -> None:
+        incomplete = [tree.root for tree in self._trees if not tree.complete]
+        problems: list[str] = []
+        if listing_error is not None:
+            problems.append(f"a listing failed ({listing_error})")
+        if incomplete:
+            problems.append(f"directories below {', '.join(incomplete)} could not be read")
+        if self.report.failure_count:
+            problems.append(self.report.failure_message())
+        if problems:
+            if deletes.count:
+                self.log.warning("not deleting %d item(s) because the run was not clean", deletes.count)
+            raise S3SyncError("sync failed, nothing was deleted: " + "; ".join(problems))
+        if not deletes.count:
+            return
+        limit = self.options.max_delete
+        if limit is not None and deletes.count > limit:
+            message = f"refusing to delete {deletes.count} item(s): more than max_delete={limit}; nothing was deleted"
+            if not self.options.dryrun:
+                raise S3SyncError(message)
+            self.log.warning("a real run would fail: %s", message)
+        self._delete(deletes)
+        if self.report.failure_count:
+            raise S3SyncError("sync failed: " + self.report.failure_message())
+
+    def _delete(self, deletes: DeleteQueue) -> None:
+        dest = self.dest
+        if self.options.dryrun:
+            for key in deletes:
+                self.report.deleted()
+                self.log.info("(dryrun) delete: %s", dest.display(key))
+            return
+        if isinstance(dest, S3Location):
+            assert self.dest_hook is not None
+            object_keys = (dest.object_key(key) for key in deletes)
+            for object_key, error in self.dest_hook.delete_keys(dest.bucket, object_keys):
+                self._deleted(f"s3://{dest.bucket}/{object_key}", error)
+            return
+        tree = self._tree_of(dest)
+        for key in deletes:
+            try:
+                tree.delete(key)
+            except OSError as error:
+                self._deleted(dest.display(key), str(error))
+            else:
+                self._deleted(dest.display(key), None)
+
+    def _deleted(self, shown: str, error: str | None) -> None:
+        if error is None:
+            self.report.deleted()
+            self.log.info("delete: %s", shown)
+        else:
+            self.report.failed(f"delete {shown}: {error}")
+            self.log.error("delete failed: %s %s", shown, error)

@@ -1,0 +1,209 @@
+"""S3SyncHook: streaming listings and managed transfers on one S3 endpoint."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
+from itertools import islice
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.futures import TransferFuture
+from s3transfer.manager import TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.plan.entries import Entry
+
+#: DeleteObjects takes at most this many keys per request.
+DELETE_BATCH_SIZE = 1000
+_MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
+_DENIED_CODES = frozenset(
+    {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"}
+)
+
+
+class S3SyncHook(S3Hook):
+    """Listing and transfer for ``aws s3 sync``-style replication on one S3 endpoint.
+
+    A subclass of the Amazon provider's :class:`~airflow.providers.amazon.aws.hooks.s3.S3Hook`,
+    so every AWS connection feature (``endpoint_url``, ``region_name``, assume-role,
+    profiles, ``config_kwargs``, ``service_config.s3.transfer_config_args``) works unchanged.
+    One boto3 client is shared by all threads; its connection pool is sized for
+    ``max_concurrency`` parallel requests.
+
+    :param aws_conn_id: the Airflow AWS connection.
+    :param region_name: overrides the connection's region.
+    :param max_concurrency: parallel requests of this hook's transfer manager.
+    :param page_size: ListObjectsV2 page size (1 to 1000).
+
+    .. seealso:: :class:`airflow_s3sync.operators.sync.S3SyncOperator`
+    """
+
+    def __init__(
+        self,
+        aws_conn_id: str | None = S3Hook.default_conn_name,
+        *,
+        region_name: str | None = None,
+        max_concurrency: int = 10,
+        page_size: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if not 1 <= page_size <= 1000:
+            raise ValueError(f"page_size must be between 1 and 1000, got {page_size}")
+        super().__init__(aws_conn_id=aws_conn_id, region_name=region_name, **kwargs)
+        self.max_concurrency = max_concurrency
+        self.page_size = page_size
+
+    @property
+    def config(self) -> Config:
+        """The connection's botocore config with a pool large enough for ``max_concurrency``."""
+        pool = Config(max_pool_connections=max(self.max_concurrency + 2, 10))
+        return super().config.merge(pool)
+
+    @property
+    def endpoint_description(self) -> str:
+        """Where this hook's requests go, for error messages (no credentials)."""
+        endpoint = self.conn_config.get_service_endpoint_url(service_name="s3")
+        return f"{endpoint or 'AWS'} (connection {self.aws_conn_id!r}, region {self.region_name or 'default'})"
+
+    def check_bucket(self, bucket: str) -> None:
+        """Make sure ``bucket`` exists and the credentials may use it; raise a clear error if not."""
+        try:
+            self.conn.head_bucket(Bucket=bucket)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_BUCKET_CODES:
+                raise S3SyncError(f"bucket {bucket!r} does not exist at {self.endpoint_description}") from error
+            if code in _DENIED_CODES:
+                raise S3SyncError(
+                    f"access to bucket {bucket!r} was denied at {self.endpoint_description}: "
+                    "check the connection's credentials and permissions"
+                ) from error
+            raise S3SyncError(f"cannot use bucket {bucket!r} at {self.endpoint_description}: {error}") from error
+        except BotoCoreError as error:
+            raise S3SyncError(f"cannot reach bucket {bucket!r} at {self.endpoint_description}: {error}") from error
+
+    def iter_entries(self, bucket: str, prefix: str) -> Iterator[Entry]:
+        """Yield the objects under ``prefix`` as entries keyed relative to it, page by page.
+
+        Zero-byte keys ending in ``/`` (directory markers) are left out, as ``aws s3 sync``
+        does. The listing is a generator: memory does not grow with the number of keys.
+        """
+        paginator = self.conn.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size})
+        for page in pages:
+            for obj in page.get("Contents", ()):
+                key: str = obj["Key"]
+                if key.endswith("/") and obj["Size"] == 0:
+                    continue
+                if not key.startswith(prefix):
+                    raise S3SyncError(f"listing of s3://{bucket}/{prefix} returned the foreign key {key!r}")
+                yield Entry(
+                    key=key[len(prefix) :],
+                    size=obj["Size"],
+                    mtime=obj["LastModified"],
+                    etag=obj.get("ETag"),
+                    storage_class=obj.get("StorageClass"),
+                )
+
+    @cached_property
+    def transfer_manager(self) -> TransferManager:
+        """The s3transfer manager all transfers of this hook share (multipart above the threshold).
+
+        Its submission queue is bounded, so submitting blocks while too much is in flight.
+        """
+        settings = dict(self.service_config.get("transfer_config_args", {}))
+        settings.update(self._transfer_config_args)
+        settings.setdefault("max_concurrency", self.max_concurrency)
+        return TransferManager(self.conn, TransferConfig(**settings))
+
+    def upload(
+        self,
+        path: str,
+        bucket: str,
+        key: str,
+        *,
+        extra_args: dict[str, Any],
+        subscribers: Sequence[BaseSubscriber],
+    ) -> TransferFuture:
+        """Start uploading the file ``path`` to ``bucket``/``key``.
+
+        ``ContentType`` is guessed from the file name unless ``extra_args`` sets it.
+        """
+        args = dict(extra_args)
+        if "ContentType" not in args:
+            guessed, _ = mimetypes.guess_type(path)
+            if guessed:
+                args["ContentType"] = guessed
+        return self.transfer_manager.upload(path, bucket, key, extra_args=args, subscribers=list(subscribers))
+
+    def copy(
+        self,
+        source: tuple[str, str],
+        bucket: str,
+        key: str,
+        *,
+        source_hook: S3SyncHook,
+        extra_args: dict[str, Any],
+        subscribers: Sequence[BaseSubscriber],
+    ) -> TransferFuture:
+        """Start a server-side copy of ``source`` (bucket, key) to ``bucket``/``key``.
+
+        CopyObject below the multipart threshold, UploadPartCopy above it. No ACL is sent
+        unless ``extra_args`` names one (unlike ``S3Hook.copy_object``).
+        """
+        return self.transfer_manager.copy(
+            {"Bucket": source[0], "Key": source[1]},
+            bucket,
+            key,
+            extra_args=dict(extra_args),
+            subscribers=list(subscribers),
+            source_client=source_hook.conn,
+        )
+
+    def download(
+        self,
+        bucket: str,
+        key: str,
+        path: str,
+        *,
+        extra_args: dict[str, Any],
+        subscribers: Sequence[BaseSubscriber],
+    ) -> TransferFuture:
+        """Start downloading ``bucket``/``key`` to ``path``.
+
+        The data is written to a temporary file beside ``path`` and renamed over it only when
+        complete, so a failed download never leaves a partial file under the final name.
+        """
+        return self.transfer_manager.download(
+            bucket, key, path, extra_args=dict(extra_args), subscribers=list(subscribers)
+        )
+
+    def delete_keys(self, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
+        """Delete ``keys`` with DeleteObjects, 1,000 a request; yield ``(key, error or None)``."""
+        keys = iter(keys)
+        while batch := list(islice(keys, DELETE_BATCH_SIZE)):
+            try:
+                response = self.conn.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": False}
+                )
+            except (ClientError, BotoCoreError) as error:
+                for key in batch:
+                    yield key, str(error)
+                continue
+            for deleted in response.get("Deleted", ()):
+                yield deleted["Key"], None
+            for failed in response.get("Errors", ()):
+                yield failed["Key"], f"{failed.get('Code')}: {failed.get('Message')}"
+
+    def close(self) -> None:
+        """Shut the transfer manager down (waits for whatever is still running)."""
+        if "transfer_manager" in self.__dict__:
+            self.__dict__.pop("transfer_manager").shutdown()

@@ -1,0 +1,1 @@
+"""Airflow operators: parse parameters, wire hooks and the run, report."""

@@ -1,0 +1,182 @@
+"""S3SyncOperator: ``aws s3 sync`` as an Airflow task."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_extra_args, direction_of
+from airflow_s3sync.hooks.s3 import S3SyncHook
+from airflow_s3sync.locations import Location, S3Location, parse_location
+from airflow_s3sync.plan import CompareMode, build_rules
+
+#: How many keys the ``changed_keys`` XCom holds at most; the summary says when it was capped.
+CHANGED_KEYS_LIMIT = 10_000
+
+
+class S3SyncOperator(BaseOperator):
+    """Sync a local directory or S3 prefix to another, with the semantics of ``aws s3 sync``.
+
+    local dir -> S3 (upload), S3 -> S3 (server-side copy), S3 -> local dir (download).
+    Every action is logged as the line ``aws s3 sync`` prints (``upload: ./a.txt to
+    s3://b/a.txt``, ``(dryrun) `` in front in a dry run). Failed transfers fail the task after
+    the others finished, naming them; deletes run last and only when every listing and
+    transfer succeeded.
+
+    :param source: ``s3://bucket/prefix``, an access point ARN location, or a local
+        directory. (templated)
+    :param dest: the same forms; at least one side is S3. (templated)
+    :param source_aws_conn_id: the Airflow AWS connection of the source side.
+    :param dest_aws_conn_id: the Airflow AWS connection of the destination side.
+    :param source_region_name: overrides the source connection's region (``--source-region``).
+    :param dest_region_name: overrides the destination connection's region (``--region``).
+    :param delete: delete destination items the source does not have (``--delete``).
+    :param exclude: patterns to exclude; applied before ``include``. (templated)
+    :param include: patterns to include again. (templated)
+    :param filters: ordered ``[("exclude", "*"), ("include", "*.csv")]`` pairs, applied after
+        ``exclude`` and ``include``: the exact ``--exclude``/``--include`` order. (templated)
+    :param size_only: compare sizes only (``--size-only``).
+    :param exact_timestamps: for downloads, transfer same-size items whose times differ at all
+        (``--exact-timestamps``).
+    :param dryrun: log what would be done and change nothing (``--dryrun``).
+    :param max_delete: refuse to delete more than this many items; checked before the first.
+    :param max_concurrency: parallel transfer requests per side.
+    :param follow_symlinks: follow local symlinks (``--follow-symlinks``).
+    :param extra_args: request arguments for every write (``StorageClass``,
+        ``ServerSideEncryption``, ``SSEKMSKeyId``, ``ACL``, ``Metadata``, ...) or, for
+        downloads, for every GetObject.
+    :param progress_interval: seconds between progress lines in the task log.
+
+    Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
+    ``failed``, ``bytes_transferred``, ``warnings``, ``dryrun``, ``changed_keys_count``,
+    ``changed_keys_truncated``). With a task instance in the context it also pushes the XCom
+    ``changed_keys``: the keys relative to the destination that the run wrote (or, in a dry
+    run, would write), at most 10,000; ``changed_keys_truncated`` says when it was capped.
+
+    .. seealso:: :class:`airflow_s3sync.hooks.s3.S3SyncHook`
+    """
+
+    template_fields: Sequence[str] = ("source", "dest", "exclude", "include", "filters")
+    ui_color = "#d9ead3"
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        dest: str,
+        source_aws_conn_id: str | None = S3SyncHook.default_conn_name,
+        dest_aws_conn_id: str | None = S3SyncHook.default_conn_name,
+        source_region_name: str | None = None,
+        dest_region_name: str | None = None,
+        delete: bool = False,
+        exclude: Sequence[str] | None = None,
+        include: Sequence[str] | None = None,
+        filters: Sequence[Sequence[str]] | None = None,
+        size_only: bool = False,
+        exact_timestamps: bool = False,
+        dryrun: bool = False,
+        max_delete: int | None = None,
+        max_concurrency: int = 10,
+        follow_symlinks: bool = True,
+        extra_args: Mapping[str, Any] | None = None,
+        progress_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.dest = dest
+        self.source_aws_conn_id = source_aws_conn_id
+        self.dest_aws_conn_id = dest_aws_conn_id
+        self.source_region_name = source_region_name
+        self.dest_region_name = dest_region_name
+        self.delete = delete
+        self.exclude = exclude
+        self.include = include
+        self.filters = filters
+        self.size_only = size_only
+        self.exact_timestamps = exact_timestamps
+        self.dryrun = dryrun
+        self.max_delete = max_delete
+        self.max_concurrency = max_concurrency
+        self.follow_symlinks = follow_symlinks
+        self.extra_args = dict(extra_args or {})
+        self.progress_interval = progress_interval
+        if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
+            raise ValueError(f"max_delete must be a non-negative integer or None, got {max_delete!r}")
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        # What is static is checked now; templated values are checked again in execute().
+        self._locations(allow_templates=True)
+
+    def _locations(self, *, allow_templates: bool = False) -> tuple[Location, Location] | None:
+        if allow_templates and any("{{" in str(value) for value in (self.source, self.dest)):
+            return None
+        source, dest = parse_location(self.source), parse_location(self.dest)
+        direction = direction_of(source, dest)
+        check_extra_args(direction, self.extra_args)
+        return source, dest
+
+    def _hook(self, location: Location, conn_id: str | None, region_name: str | None) -> S3SyncHook | None:
+        if not isinstance(location, S3Location):
+            return None
+        return S3SyncHook(aws_conn_id=conn_id, region_name=region_name, max_concurrency=self.max_concurrency)
+
+    def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the sync; return the summary and push ``changed_keys`` (see the class docstring)."""
+        locations = self._locations()
+        assert locations is not None
+        source, dest = locations
+        rules = build_rules(exclude=self.exclude, include=self.include, filters=self.filters)
+        source_hook = self._hook(source, self.source_aws_conn_id, self.source_region_name)
+        dest_hook = self._hook(dest, self.dest_aws_conn_id, self.dest_region_name)
+        if source_hook is not None and dest_hook is not None:
+            _require_same_endpoint(source_hook, dest_hook)
+        options = SyncOptions(
+            delete=self.delete,
+            mode=CompareMode.from_flags(size_only=self.size_only, exact_timestamps=self.exact_timestamps),
+            rules=tuple(rules),
+            dryrun=self.dryrun,
+            max_delete=self.max_delete,
+            follow_symlinks=self.follow_symlinks,
+            extra_args=self.extra_args,
+            progress_interval=self.progress_interval,
+            changed_keys_limit=CHANGED_KEYS_LIMIT,
+        )
+        run = SyncRun(
+            source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log
+        )
+        try:
+            report = run.run()
+        finally:
+            for hook in (source_hook, dest_hook):
+                if hook is not None:
+                    hook.close()
+        summary = report.summary()
+        self.log.info("summary: %s", summary)
+        if report.changed_keys_truncated:
+            self.log.warning(
+                "changed_keys holds the first %d of %d written keys",
+                len(report.changed_keys),
+                report.changed_keys_total,
+            )
+        ti = context.get("ti") or context.get("task_instance")
+        if ti is not None:
+            ti.xcom_push(key="changed_keys", value=report.changed_keys)
+        return summary
+
+
+def _require_same_endpoint(source_hook: S3SyncHook, dest_hook: S3SyncHook) -> None:
+    """S3 -> S3 copies run server-side at the destination endpoint, so both sides must be on it."""
+    if source_hook.aws_conn_id == dest_hook.aws_conn_id:
+        return
+    source_endpoint = source_hook.conn_config.get_service_endpoint_url(service_name="s3")
+    dest_endpoint = dest_hook.conn_config.get_service_endpoint_url(service_name="s3")
+    if source_endpoint != dest_endpoint:
+        raise S3SyncError(
+            f"source connection {source_hook.aws_conn_id!r} ({source_endpoint or 'AWS'}) and dest connection "
+            f"{dest_hook.aws_conn_id!r} ({dest_endpoint or 'AWS'}) are different endpoints: server-side copies "
+            "need one endpoint; streaming between endpoints is not supported yet"
+        )
