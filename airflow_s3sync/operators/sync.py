@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -119,8 +120,18 @@ class S3SyncOperator(BaseOperator):
         check_extra_args(direction, self.extra_args)
         return source, dest
 
-    def _hook(self, location: Location, conn_id: str | None, region_name: str | None) -> S3SyncHook | None:
-        if not isinstance(location, S3Location):
+    @cached_property
+    def source_hook(self) -> S3SyncHook | None:
+        """The hook of an S3 source (``None`` for a local directory)."""
+        return self._hook(self.source, self.source_aws_conn_id, self.source_region_name)
+
+    @cached_property
+    def dest_hook(self) -> S3SyncHook | None:
+        """The hook of an S3 destination (``None`` for a local directory)."""
+        return self._hook(self.dest, self.dest_aws_conn_id, self.dest_region_name)
+
+    def _hook(self, location: str, conn_id: str | None, region_name: str | None) -> S3SyncHook | None:
+        if not isinstance(parse_location(location), S3Location):
             return None
         return S3SyncHook(aws_conn_id=conn_id, region_name=region_name, max_concurrency=self.max_concurrency)
 
@@ -130,8 +141,7 @@ class S3SyncOperator(BaseOperator):
         assert locations is not None
         source, dest = locations
         rules = build_rules(exclude=self.exclude, include=self.include, filters=self.filters)
-        source_hook = self._hook(source, self.source_aws_conn_id, self.source_region_name)
-        dest_hook = self._hook(dest, self.dest_aws_conn_id, self.dest_region_name)
+        source_hook, dest_hook = self.source_hook, self.dest_hook
         if source_hook is not None and dest_hook is not None:
             _require_same_endpoint(source_hook, dest_hook)
         options = SyncOptions(
