@@ -83,8 +83,15 @@ class LocalLocation:
         return os.path.join(self.path, "")
 
     def display(self, key: str = "") -> str:
-        """The path printed in log lines: the location as given joined with ``key``."""
-        return os.path.join(self.raw, *key.split("/")) if key else self.raw
+        """The path printed in log lines, as ``aws s3 sync`` prints it.
+
+        The location as given, joined with the key's directory and normalised, then its name:
+        ``./test.txt`` and ``sub/x.txt`` for ``.``, ``/data/x/a/b.txt`` for ``/data/x``.
+        """
+        if not key:
+            return self.raw
+        *parents, name = key.split("/")
+        return os.path.join(os.path.normpath(os.path.join(self.raw, *parents)), name)
 
 
 Location = S3Location | LocalLocation

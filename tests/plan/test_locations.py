@@ -77,7 +77,13 @@ def test_malformed_locations_are_rejected(value):
 
 @pytest.mark.parametrize(
     ("raw", "key", "shown"),
-    [(".", "test.txt", "./test.txt"), ("/data/x", "a/b.txt", "/data/x/a/b.txt"), ("dir/", "a", "dir/a")],
+    [
+        (".", "test.txt", "./test.txt"),
+        (".", "a/b.txt", "a/b.txt"),
+        ("./dir", "a/b/c", "dir/a/b/c"),
+        ("/data/x", "a/b.txt", "/data/x/a/b.txt"),
+        ("dir/", "a", "dir/a"),
+    ],
 )
 def test_local_locations_print_as_given(raw, key, shown):
     location = parse_location(raw)
