@@ -1,0 +1,71 @@
+import pytest
+
+from airflow_s3sync import S3SyncHook
+from airflow_s3sync.errors import S3SyncError
+from tests.conftest import new_bucket
+from tests.support import use_connection
+
+
+def test_listing_is_paged_relative_and_skips_directory_markers(moto_default):
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    for key in ["pre/a", "pre/b/", "pre/c/d", "pre/e", "pre/f/", "pre.txt", "prefix/x", "pre/g"]:
+        client.put_object(Bucket=bucket, Key=key, Body=b"" if key.endswith("/") and key != "pre/f/" else b"data")
+    calls = []
+    hook = S3SyncHook(page_size=2)
+    hook.conn.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
+
+    entries = list(hook.iter_entries(bucket, "pre/"))
+
+    assert [e.key for e in entries] == ["a", "c/d", "e", "f/", "g"]  # the zero-byte "b/" marker is dropped
+    assert len(calls) == 3  # six objects under the prefix, two a page
+    assert all(e.size == 4 and e.etag and e.mtime.tzinfo for e in entries)
+
+
+def test_listing_is_a_generator(moto_default):
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    for n in range(5):
+        client.put_object(Bucket=bucket, Key=f"k{n}", Body=b"x")
+    calls = []
+    hook = S3SyncHook(page_size=1)
+    hook.conn.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
+    listing = hook.iter_entries(bucket, "")
+    assert next(listing).key == "k0"
+    assert len(calls) == 1  # only the first page was fetched
+
+
+def test_delete_keys_batches_a_thousand_per_request(moto_default):
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    keys = [f"k{n:04d}" for n in range(1001)]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+    calls = []
+    hook = S3SyncHook()
+    hook.conn.meta.events.register(
+        "before-parameter-build.s3.DeleteObjects", lambda params, **kw: calls.append(len(params["Delete"]["Objects"]))
+    )
+
+    results = list(hook.delete_keys(bucket, iter(keys)))
+
+    assert calls == [1000, 1]
+    assert sorted(k for k, error in results if error is None) == keys
+    assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_connection_pool_fits_the_concurrency(moto_default):
+    assert S3SyncHook(max_concurrency=32).conn.meta.config.max_pool_connections >= 32
+
+
+def test_missing_bucket_is_a_clear_error(aws_default):
+    with pytest.raises(S3SyncError, match=r"bucket 'no-such-bucket-here' does not exist at http://127\.0\.0\.1"):
+        S3SyncHook().check_bucket("no-such-bucket-here")
+
+
+def test_wrong_credentials_are_a_clear_error(rclone, monkeypatch):
+    bucket = new_bucket(rclone)
+    use_connection(monkeypatch, "aws_default", rclone.connection_json(secret_key="not-the-secret"))
+    with pytest.raises(S3SyncError, match=r"denied.*check the connection's credentials") as raised:
+        S3SyncHook().check_bucket(bucket)
+    assert "not-the-secret" not in str(raised.value)

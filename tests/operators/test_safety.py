@@ -1,0 +1,238 @@
+"""Nothing lost, nothing weakened: bad input, failed listings and transfers, max_delete, escaping keys."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from airflow_s3sync import S3SyncHook, S3SyncOperator
+from airflow_s3sync.errors import InvalidLocationError, S3SyncError
+from airflow_s3sync.execute.executor import TransferExecutor, TransferJob
+from airflow_s3sync.execute.report import SyncReport
+from airflow_s3sync.plan import Direction
+from tests.conftest import new_bucket, write
+from tests.support import use_connection
+
+
+def sync(**kwargs):
+    return S3SyncOperator(task_id="sync", **kwargs).execute({})
+
+
+def keys(server, bucket):
+    return sorted(o["Key"] for o in server.client().list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+@pytest.mark.parametrize("bad", ["s3://", "s3:/x", "gs://x", "", "s3://bad bucket"])
+def test_malformed_locations_fail_at_construction_without_any_request(bad, monkeypatch):
+    # An endpoint nobody listens on: any request would fail with a connection error instead.
+    use_connection(monkeypatch, "aws_default", '{"conn_type": "aws", "extra": {"endpoint_url": "http://127.0.0.1:9"}}')
+    with pytest.raises(InvalidLocationError):
+        S3SyncOperator(task_id="sync", source="s3://bucket/data", dest=bad)
+    with pytest.raises(InvalidLocationError):
+        S3SyncOperator(task_id="sync", source=bad, dest="/tmp/somewhere")
+
+
+def test_templated_locations_are_validated_again_when_executed(monkeypatch):
+    use_connection(monkeypatch, "aws_default", '{"conn_type": "aws", "extra": {"endpoint_url": "http://127.0.0.1:9"}}')
+    op = S3SyncOperator(task_id="sync", source="{{ params.source }}", dest="s3://bucket/x")
+    op.source = "s3:/rendered-badly"  # what a template could render to
+    with pytest.raises(InvalidLocationError):
+        op.execute({})
+
+
+def test_two_local_sides_are_rejected(tmp_path):
+    with pytest.raises(S3SyncError, match="at least one side must be an s3:// location"):
+        S3SyncOperator(task_id="sync", source=str(tmp_path), dest=str(tmp_path / "copy"))
+
+
+def test_unknown_extra_args_are_rejected_before_any_request(tmp_path):
+    with pytest.raises(S3SyncError, match="not allowed for uploads"):
+        S3SyncOperator(task_id="sync", source=str(tmp_path), dest="s3://b", extra_args={"Bucket": "other"})
+
+
+def test_missing_bucket_fails_before_any_change(aws_default, tmp_path):
+    write(tmp_path / "a.txt")
+    with pytest.raises(S3SyncError, match="bucket 'no-such-bucket' does not exist"):
+        sync(source=str(tmp_path), dest="s3://no-such-bucket/x")
+    with pytest.raises(S3SyncError, match="does not exist"):
+        sync(source="s3://no-such-bucket", dest=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_credentials_fail_before_any_change(rclone, monkeypatch, tmp_path):
+    bucket = new_bucket(rclone)
+    write(tmp_path / "a.txt")
+    use_connection(monkeypatch, "aws_default", rclone.connection_json(secret_key="wrong"))
+    with pytest.raises(S3SyncError, match="denied"):
+        sync(source=str(tmp_path), dest=f"s3://{bucket}")
+    assert keys(rclone, bucket) == []
+
+
+def test_missing_local_source_is_a_clear_error(moto_default, tmp_path):
+    bucket = new_bucket(moto_default)
+    with pytest.raises(S3SyncError, match="does not exist"):
+        sync(source=str(tmp_path / "nope"), dest=f"s3://{bucket}")
+
+
+def failing_listing(monkeypatch, bucket: str, after: int) -> None:
+    """Fault injection: the listing of ``bucket`` drops its connection after ``after`` real entries."""
+    real = S3SyncHook.iter_entries
+
+    def listing(self, listed_bucket, prefix):
+        for n, entry in enumerate(real(self, listed_bucket, prefix)):
+            if listed_bucket == bucket and n == after:
+                raise EndpointConnectionError(endpoint_url="http://127.0.0.1/dropped")
+            yield entry
+
+    monkeypatch.setattr(S3SyncHook, "iter_entries", listing)
+
+
+@pytest.mark.parametrize("failing_side", ["source", "dest"])
+def test_a_failed_listing_means_no_deletes(failing_side, moto_default, monkeypatch, logs):
+    source, dest = new_bucket(moto_default), new_bucket(moto_default)
+    client = moto_default.client()
+    for key in ("a", "b", "c"):
+        client.put_object(Bucket=source, Key=key, Body=b"new")
+    for key in ("a", "stale1", "stale2", "zzz"):
+        client.put_object(Bucket=dest, Key=key, Body=b"old!")
+    failing_listing(monkeypatch, source if failing_side == "source" else dest, after=1)
+
+    with pytest.raises(S3SyncError, match=r"nothing was deleted: a listing failed \(Could not connect"):
+        sync(source=f"s3://{source}", dest=f"s3://{dest}", delete=True)
+
+    assert {"stale1", "stale2", "zzz"} <= set(keys(moto_default, dest))
+    assert not [line for line in logs.actions() if line.startswith("delete")]
+
+
+def test_failed_transfers_fail_the_task_after_the_others_and_block_deletes(moto_default, tmp_path, logs):
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    # "a" and "a/b" cannot both exist as local paths: exactly one of them fails.
+    for key in ("a", "a/b", "ok.txt"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"data")
+    write(tmp_path / "stale.txt")
+
+    with pytest.raises(S3SyncError, match=r"nothing was deleted: 1 item\(s\) failed: download s3://.*/a(/b)? to "):
+        sync(source=f"s3://{bucket}", dest=str(tmp_path), delete=True)
+
+    assert (tmp_path / "ok.txt").read_bytes() == b"data"
+    assert (tmp_path / "stale.txt").exists()
+    assert len([line for line in logs.at("error") if line.startswith("download failed: ")]) == 1
+
+
+def test_max_delete_is_checked_before_the_first_delete(moto_default, tmp_path, logs):
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    for key in ("x1", "x2", "x3"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"old")
+    write(tmp_path / "new.txt")
+
+    summary = sync(source=str(tmp_path), dest=f"s3://{bucket}", delete=True, max_delete=2, dryrun=True)
+    assert summary["deleted"] == 3
+    assert any("a real run would fail" in line for line in logs.at("warning"))
+
+    with pytest.raises(S3SyncError, match=r"refusing to delete 3 item.*max_delete=2; nothing was deleted"):
+        sync(source=str(tmp_path), dest=f"s3://{bucket}", delete=True, max_delete=2)
+    assert keys(moto_default, bucket) == ["new.txt", "x1", "x2", "x3"]
+
+    assert sync(source=str(tmp_path), dest=f"s3://{bucket}", delete=True, max_delete=3)["deleted"] == 3
+    assert keys(moto_default, bucket) == ["new.txt"]
+
+
+def test_dryrun_changes_nothing(moto_default, tmp_path, logs):
+    bucket = new_bucket(moto_default)
+    moto_default.client().put_object(Bucket=bucket, Key="gone", Body=b"x")
+    write(tmp_path / "a.txt")
+    summary = sync(source=str(tmp_path), dest=f"s3://{bucket}", delete=True, dryrun=True)
+    assert summary["dryrun"] is True and summary["uploaded"] == 1 and summary["deleted"] == 1
+    assert logs.actions() == [
+        f"(dryrun) upload: {tmp_path}/a.txt to s3://{bucket}/a.txt",
+        f"(dryrun) delete: s3://{bucket}/gone",
+    ]
+    assert keys(moto_default, bucket) == ["gone"]
+    summary = sync(source=f"s3://{bucket}", dest=str(tmp_path / "new-dir"), dryrun=True)
+    assert summary["downloaded"] == 1
+    assert not (tmp_path / "new-dir").exists()
+
+
+def test_keys_that_would_escape_the_directory_are_refused(moto_default, tmp_path, logs):
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    for key in ("data/../../evil.txt", "data/fine.txt", "data/sub/../inside.txt"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"payload")
+    dest = tmp_path / "dest"
+
+    summary = sync(source=f"s3://{bucket}/data", dest=str(dest))
+
+    assert summary["downloaded"] == 2 and summary["skipped"] == 1 and summary["warnings"] == 1
+    assert "warning: Skipping file ../../evil.txt. File references a parent directory." in logs.at("warning")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "dest/fine.txt",
+        "dest/inside.txt",
+    ]
+
+
+def test_a_failed_download_leaves_no_file_under_the_final_name(moto_default, tmp_path):
+    """A multipart download of an object replaced after it was listed: its ranged GETs are
+    conditional on the listed ETag, the download fails, and nothing is left behind."""
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    client.put_object(Bucket=bucket, Key="big.bin", Body=b"1" * 4096)
+    hook = S3SyncHook(transfer_config_args={"multipart_threshold": 1024, "multipart_chunksize": 1024})
+    (listed,) = hook.iter_entries(bucket, "")
+    client.put_object(Bucket=bucket, Key="big.bin", Body=b"2" * 4096)
+    target = tmp_path / "big.bin"
+    report = SyncReport(dryrun=False)
+
+    import logging
+
+    with TransferExecutor(report, logging.getLogger("test")) as executor:
+        executor.submit(
+            TransferJob(Direction.DOWNLOAD, "big.bin", listed.size, listed.etag, "s3://b/big.bin to ./big.bin"),
+            lambda subs: hook.download(bucket, "big.bin", str(target), extra_args={}, subscribers=subs),
+        )
+        executor.wait()
+    hook.close()
+
+    assert report.failure_count == 1
+    assert "did not match expected ETag" in report.failures[0]
+    assert os.listdir(tmp_path) == []
+
+
+def test_changed_keys_are_pushed_to_xcom(moto_default, tmp_path):
+    bucket = new_bucket(moto_default)
+    write(tmp_path / "a.txt")
+    write(tmp_path / "sub" / "b.txt")
+
+    class TaskInstance:
+        def __init__(self):
+            self.pushed = {}
+
+        def xcom_push(self, key, value):
+            self.pushed[key] = value
+
+    ti = TaskInstance()
+    summary = S3SyncOperator(task_id="sync", source=str(tmp_path), dest=f"s3://{bucket}/pre").execute({"ti": ti})
+    assert sorted(ti.pushed["changed_keys"]) == ["a.txt", "sub/b.txt"]
+    assert summary["changed_keys_count"] == 2 and summary["changed_keys_truncated"] is False
+    S3SyncOperator(task_id="sync", source=str(tmp_path), dest=f"s3://{bucket}/pre").execute({"ti": ti})
+    assert ti.pushed["changed_keys"] == []
+
+
+def test_extra_args_reach_every_written_object(moto_default, tmp_path):
+    bucket = new_bucket(moto_default)
+    write(tmp_path / "page.html")
+    write(tmp_path / "data.bin")
+    sync(
+        source=str(tmp_path),
+        dest=f"s3://{bucket}",
+        extra_args={"StorageClass": "STANDARD_IA", "Metadata": {"origin": "airflow"}},
+    )
+    client = moto_default.client()
+    html = client.head_object(Bucket=bucket, Key="page.html")
+    assert html["StorageClass"] == "STANDARD_IA"
+    assert html["Metadata"] == {"origin": "airflow"}
+    assert html["ContentType"] == "text/html"  # guessed from the name, like the AWS CLI
+    assert client.head_object(Bucket=bucket, Key="data.bin")["StorageClass"] == "STANDARD_IA"
