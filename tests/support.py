@@ -7,6 +7,7 @@ port the OS picks, and clients reach them over HTTP.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -76,6 +77,7 @@ def moto_server() -> Iterator[S3Server]:
     """moto's threaded server on 127.0.0.1, on a free port."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -155,5 +157,5 @@ def run_airflow(env: dict[str, str], *args: str, check: bool = True) -> subproce
 def dag_run_states(env: dict[str, str], dag_id: str) -> list[str]:
     """The states of the DAG's runs, from the metadata database."""
     out = run_airflow(env, "dags", "list-runs", dag_id, "-o", "json").stdout
-    start = out.find("[")
-    return [run["state"] for run in json.loads(out[start:])] if start >= 0 else []
+    rows = [line for line in out.splitlines() if line.startswith("[")]
+    return [run["state"] for run in json.loads(rows[-1])] if rows else []

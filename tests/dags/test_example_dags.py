@@ -1,0 +1,74 @@
+"""The example DAGs, run for real: temporary AIRFLOW_HOME, `airflow db migrate`, `airflow dags test`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support import S3Server, airflow_home, dag_run_states, run_airflow, use_connection
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+DAG_ID = "s3sync_hourly_replication"
+
+
+@pytest.fixture(scope="module")
+def home(moto: S3Server):
+    with airflow_home() as (dags, env):
+        shutil.copy(EXAMPLES / f"{DAG_ID}.py", dags)
+        use_connection(env, "aws_default", moto.connection_json())
+        yield Path(env["AIRFLOW_HOME"]), env
+
+
+def xcom_values(airflow_home: Path, key: str) -> list:
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        rows = db.execute("select value from xcom where key = ? and dag_id = ?", (key, DAG_ID)).fetchall()
+    return [json.loads(value) if isinstance(value, str | bytes) else value for (value,) in rows]
+
+
+def test_provider_is_registered(home):
+    _, env = home
+    assert "airflow-s3sync" in run_airflow(env, "providers", "list").stdout
+
+
+def test_hourly_replication_dag_succeeds_and_replicates(home, moto):
+    airflow_home_path, env = home
+    client = moto.client()
+    for bucket in ("example-source", "example-replica"):
+        client.create_bucket(Bucket=bucket)
+    for key in ("data/a.csv", "data/sub/b.csv", "data/skip.tmp", "other/c.csv"):
+        client.put_object(Bucket="example-source", Key=key, Body=key.encode())
+    client.put_object(Bucket="example-replica", Key="data/stale.csv", Body=b"old")
+
+    result = run_airflow(env, "dags", "test", DAG_ID, "2026-01-01T00:00:00+00:00", check=False)
+
+    assert dag_run_states(env, DAG_ID) == ["success"], result.stdout[-5000:] + result.stderr[-5000:]
+    listed = client.list_objects_v2(Bucket="example-replica")["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["data/a.csv", "data/sub/b.csv"]
+    assert sorted(xcom_values(airflow_home_path, "changed_keys")[0]) == ["a.csv", "sub/b.csv"]
+
+
+FAILING_DAG = """
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_s3sync import S3SyncOperator
+
+with DAG(dag_id="s3sync_failing", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    S3SyncOperator(task_id="replicate", source="s3://no-such-bucket/data/", dest="s3://example-replica/data/")
+"""
+
+
+def test_a_failing_sync_fails_the_dag_run(home):
+    """The state assertion above can fail: a sync from a missing bucket fails its run."""
+    airflow_home_path, env = home
+    (airflow_home_path / "dags" / "s3sync_failing.py").write_text(FAILING_DAG)
+
+    result = run_airflow(env, "dags", "test", "s3sync_failing", check=False)
+
+    assert dag_run_states(env, "s3sync_failing") == ["failed"]
+    assert "bucket 'no-such-bucket' does not exist" in result.stdout + result.stderr
