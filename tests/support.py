@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,9 +120,10 @@ def rclone_server(root: Path) -> Iterator[S3Server]:
 
 
 def use_connection(monkeypatch_or_env, conn_id: str, value: str) -> None:
-    """Define the Airflow connection ``conn_id`` through its ``AIRFLOW_CONN_*`` variable."""
+    """Define the Airflow connection ``conn_id`` through its ``AIRFLOW_CONN_*`` variable, in an
+    environment mapping or through a pytest ``monkeypatch``."""
     name = f"AIRFLOW_CONN_{conn_id.upper()}"
-    if isinstance(monkeypatch_or_env, dict):
+    if isinstance(monkeypatch_or_env, MutableMapping):
         monkeypatch_or_env[name] = value
     else:
         monkeypatch_or_env.setenv(name, value)

@@ -37,6 +37,7 @@ class LocalTree:
         #: nothing may be deleted on the strength of it.
         self.complete = True
         self.warnings = 0
+        self._last_parent: str | None = None
 
     def _warn(self, message: str) -> None:
         self.warnings += 1
@@ -116,8 +117,15 @@ class LocalTree:
         return path
 
     def prepare_parent(self, path: str) -> None:
-        """Create the directories a file at ``path`` needs."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        """Create the directories a file at ``path`` needs.
+
+        Keys arrive in sorted order, so files of one directory come together: remembering the
+        last directory made spares a ``makedirs`` (and its failed ``mkdir``) per file.
+        """
+        parent = os.path.dirname(path)
+        if parent != self._last_parent:
+            os.makedirs(parent, exist_ok=True)
+            self._last_parent = parent
 
     def delete(self, key: str) -> None:
         """Remove the file of ``key`` (empty directories are left, as ``aws s3 sync`` does)."""
