@@ -67,7 +67,8 @@ class _JobSubscriber(BaseSubscriber):
 
 class TransferExecutor:
     """Starts transfers, records each outcome with its ``aws s3 sync`` log line, and logs
-    progress (objects, bytes, rate) every ``progress_interval`` seconds while it runs.
+    progress (objects, bytes, rate) every ``progress_interval`` seconds while it runs and
+    once more at the end.
 
     Concurrency and back-pressure come from the hooks' s3transfer managers: their request
     pools are bounded and their submission queues block the planner when full, so memory
@@ -145,6 +146,7 @@ class TransferExecutor:
         self._stop.set()
         if self._progress_thread is not None:
             self._progress_thread.join()
+        self._log_progress()
 
 
 def format_bytes(count: float) -> str:

@@ -203,7 +203,7 @@ class S3SyncHook(S3Hook):
             for failed in response.get("Errors", ()):
                 yield failed["Key"], f"{failed.get('Code')}: {failed.get('Message')}"
 
-    def close(self) -> None:
-        """Shut the transfer manager down (waits for whatever is still running)."""
+    def close(self, *, cancel: bool = False) -> None:
+        """Shut the transfer manager down: wait for what is still running, or cancel it."""
         if "transfer_manager" in self.__dict__:
-            self.__dict__.pop("transfer_manager").shutdown()
+            self.__dict__.pop("transfer_manager").shutdown(cancel=cancel)

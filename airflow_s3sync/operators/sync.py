@@ -135,6 +135,16 @@ class S3SyncOperator(BaseOperator):
             return None
         return S3SyncHook(aws_conn_id=conn_id, region_name=region_name, max_concurrency=self.max_concurrency)
 
+    def _close_hooks(self, *, cancel: bool) -> None:
+        for name in ("source_hook", "dest_hook"):
+            hook = self.__dict__.get(name)
+            if hook is not None:
+                hook.close(cancel=cancel)
+
+    def on_kill(self) -> None:
+        """Cancel transfers still in flight when the task is killed."""
+        self._close_hooks(cancel=True)
+
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Run the sync; return the summary and push ``changed_keys`` (see the class docstring)."""
         locations = self._locations()
@@ -160,10 +170,10 @@ class S3SyncOperator(BaseOperator):
         )
         try:
             report = run.run()
-        finally:
-            for hook in (source_hook, dest_hook):
-                if hook is not None:
-                    hook.close()
+        except BaseException:
+            self._close_hooks(cancel=True)
+            raise
+        self._close_hooks(cancel=False)
         summary = report.summary()
         self.log.info("summary: %s", summary)
         if report.changed_keys_truncated:

@@ -236,3 +236,17 @@ def test_extra_args_reach_every_written_object(moto_default, tmp_path):
     assert html["Metadata"] == {"origin": "airflow"}
     assert html["ContentType"] == "text/html"  # guessed from the name, like the AWS CLI
     assert client.head_object(Bucket=bucket, Key="data.bin")["StorageClass"] == "STANDARD_IA"
+
+
+def test_progress_is_logged_while_transferring_and_at_the_end(moto_default, tmp_path, logs):
+    import re
+
+    bucket = new_bucket(moto_default)
+    for n in range(60):
+        write(tmp_path / f"f{n:02d}", "x" * 1000)
+    sync(source=str(tmp_path), dest=f"s3://{bucket}", progress_interval=0.01, max_concurrency=2)
+    progress = [line for line in logs.at("info") if line.startswith("progress: ")]
+    assert len(progress) >= 2
+    pattern = r"progress: \d+ object\(s\) done, \d+ in flight, [\d.]+ (B|KiB|MiB) transferred \([\d.]+ (B|KiB|MiB)/s\)"
+    assert all(re.fullmatch(pattern, line) for line in progress), progress
+    assert progress[-1].startswith("progress: 60 object(s) done, 0 in flight, 58.6 KiB transferred")
