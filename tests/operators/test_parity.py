@@ -1,5 +1,7 @@
 """Parity with the real ``aws s3 sync`` (PyPI awscli), measured on identical scenarios.
 
+Uploads and downloads run on both moto's server and ``rclone serve s3``; S3 to S3 on moto.
+
 Each case builds the same starting state twice — one copy for the AWS CLI, one for the
 operator — on the same moto server, runs both, and asserts the same final state and the
 same action lines (bucket and directory names aside). The scenarios mix names whose order
@@ -171,14 +173,14 @@ OPTIONS = {
 
 
 @pytest.mark.parametrize("case", list(OPTIONS), ids=list(OPTIONS))
-def test_upload_parity(case, moto_default, tmp_path, logs, monkeypatch):
+def test_upload_parity(case, aws_default, tmp_path, logs, monkeypatch):
     options = OPTIONS[case]
     items = scenario(seed=len(case))
     runs = {}
     for side in ("cli", "ours"):
-        bucket = new_bucket(moto_default)
-        put_all(moto_default, bucket, {i.name: i.dst_content for i in items if i.dst_content is not None})
-        stamps = last_modified(moto_default, bucket)
+        bucket = new_bucket(aws_default)
+        put_all(aws_default, bucket, {i.name: i.dst_content for i in items if i.dst_content is not None})
+        stamps = last_modified(aws_default, bucket)
         root = tmp_path / side
         root.mkdir()
         for item in items:
@@ -193,21 +195,21 @@ def test_upload_parity(case, moto_default, tmp_path, logs, monkeypatch):
 
     cli_bucket, cli_root = runs["cli"]
     our_bucket, our_root = runs["ours"]
-    cli_lines = run_cli(moto_default, ".", f"s3://{cli_bucket}", options, cli_root)
+    cli_lines = run_cli(aws_default, ".", f"s3://{cli_bucket}", options, cli_root)
     our_lines, summary = run_operator(".", f"s3://{our_bucket}", options, our_root, logs, monkeypatch)
 
     assert cli_lines, "the scenario must make the CLI do something"
     assert_same_actions(cli_lines, our_lines, summary, {cli_bucket: "BUCKET", our_bucket: "BUCKET"})
-    assert bucket_state(moto_default, our_bucket) == bucket_state(moto_default, cli_bucket)
+    assert bucket_state(aws_default, our_bucket) == bucket_state(aws_default, cli_bucket)
 
 
 @pytest.mark.parametrize("case", list(OPTIONS), ids=list(OPTIONS))
-def test_download_parity(case, moto_default, tmp_path, logs, monkeypatch):
+def test_download_parity(case, aws_default, tmp_path, logs, monkeypatch):
     options = OPTIONS[case]
     items = scenario(seed=100 + len(case))
-    bucket = new_bucket(moto_default)
-    put_all(moto_default, bucket, {i.name: i.src_content for i in items if i.src_content is not None})
-    stamps = last_modified(moto_default, bucket)
+    bucket = new_bucket(aws_default)
+    put_all(aws_default, bucket, {i.name: i.src_content for i in items if i.src_content is not None})
+    stamps = last_modified(aws_default, bucket)
     roots = {}
     for side in ("cli", "ours"):
         root = tmp_path / side
@@ -222,7 +224,7 @@ def test_download_parity(case, moto_default, tmp_path, logs, monkeypatch):
             set_mtime(path, int(base) - item.src_newer * HOUR)
         roots[side] = root
 
-    cli_lines = run_cli(moto_default, f"s3://{bucket}", ".", options, roots["cli"])
+    cli_lines = run_cli(aws_default, f"s3://{bucket}", ".", options, roots["cli"])
     our_lines, summary = run_operator(f"s3://{bucket}", ".", options, roots["ours"], logs, monkeypatch)
 
     assert cli_lines
