@@ -69,3 +69,43 @@ def test_wrong_credentials_are_a_clear_error(rclone, monkeypatch):
     with pytest.raises(S3SyncError, match=r"denied.*check the connection's credentials") as raised:
         S3SyncHook().check_bucket(bucket)
     assert "not-the-secret" not in str(raised.value)
+
+
+def test_large_objects_go_multipart_in_every_direction(moto, monkeypatch, tmp_path):
+    """The connection's transfer_config_args reach s3transfer: upload, copy and download in parts."""
+    import json
+    import os
+
+    from airflow_s3sync import S3SyncOperator
+
+    conn = json.loads(moto.connection_json())
+    part = 5 * 1024 * 1024
+    conn["extra"]["service_config"] = {
+        "s3": {"transfer_config_args": {"multipart_threshold": part, "multipart_chunksize": part}}
+    }
+    use_connection(monkeypatch, "aws_default", json.dumps(conn))
+    src, dst = new_bucket(moto), new_bucket(moto)
+    data = os.urandom(2 * part + 1234)
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "big.bin").write_bytes(data)
+    client = moto.client()
+
+    S3SyncOperator(task_id="up", source=str(tmp_path / "up"), dest=f"s3://{src}").execute({})
+    assert client.head_object(Bucket=src, Key="big.bin")["ETag"].endswith('-3"')
+
+    parts_copied = []
+    hook_events = ("before-call.s3.UploadPartCopy", lambda **kw: parts_copied.append(1))
+    op = S3SyncOperator(task_id="copy", source=f"s3://{src}", dest=f"s3://{dst}")
+    op.dest_hook.conn.meta.events.register(*hook_events)
+    op.execute({})
+    assert len(parts_copied) == 3
+    assert client.get_object(Bucket=dst, Key="big.bin")["Body"].read() == data
+
+    ranged = []
+    op = S3SyncOperator(task_id="down", source=f"s3://{dst}", dest=str(tmp_path / "down"))
+    op.source_hook.conn.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **kw: ranged.append(params.get("Range"))
+    )
+    op.execute({})
+    assert len(ranged) == 3 and all(ranged)
+    assert (tmp_path / "down" / "big.bin").read_bytes() == data
