@@ -30,7 +30,10 @@ class RefuseReason(Enum):
 
     PARENT_DIRECTORY = "File references a parent directory."
     ABSOLUTE_PATH = "File references an absolute path."
-    NOT_A_FILE_PATH = "File does not name a file inside the destination directory."
+    NOT_CANONICAL = (
+        "Its key is not a canonical path ('//', '.' or '..' segments, or a trailing '/'), "
+        "so it would be written under another file's name."
+    )
     ARCHIVED = "Object is in an archive storage class and must be restored first."
 
 
@@ -59,14 +62,19 @@ def _filtered(entries: Iterable[Entry], path_filter: PathFilter | None, path_pre
 
 
 def local_key_refusal(key: str) -> RefuseReason | None:
-    """Why ``key`` must not be written below a local directory, or ``None`` if it is safe."""
+    """Why ``key`` must not be written below a local directory, or ``None`` if it is safe.
+
+    Besides keys that would leave the directory, keys that are not canonical paths are refused:
+    ``a//b``, ``a/./b`` or ``a/x/../b`` would land on the file of another key (``a/b``), which a
+    delete of that other key — run after the transfers — would then remove.
+    """
     if key.startswith("/"):
         return RefuseReason.ABSOLUTE_PATH
     normalised = posixpath.normpath("./" + key)
     if normalised == ".." or normalised.startswith("../"):
         return RefuseReason.PARENT_DIRECTORY
-    if normalised == "." or "\x00" in key:
-        return RefuseReason.NOT_A_FILE_PATH
+    if normalised != key or "\x00" in key:
+        return RefuseReason.NOT_CANONICAL
     return None
 
 

@@ -166,12 +166,25 @@ def test_keys_that_would_escape_the_directory_are_refused(moto_default, tmp_path
 
     summary = sync(source=f"s3://{bucket}/data", dest=str(dest))
 
-    assert summary["downloaded"] == 2 and summary["skipped"] == 1 and summary["warnings"] == 1
+    assert summary["downloaded"] == 1 and summary["skipped"] == 2 and summary["warnings"] == 2
     assert "warning: Skipping file ../../evil.txt. File references a parent directory." in logs.at("warning")
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
-        "dest/fine.txt",
-        "dest/inside.txt",
-    ]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == ["dest/fine.txt"]
+
+
+def test_a_key_that_aliases_another_file_is_never_downloaded_then_deleted(moto_default, tmp_path, logs):
+    """`d//x.txt` would land on `d/x.txt`, a destination-only file that delete=True removes after
+    the transfers: the alias is refused, so the file is deleted once and stays deleted."""
+    bucket = new_bucket(moto_default)
+    moto_default.client().put_object(Bucket=bucket, Key="d//x.txt", Body=b"aliased")
+    write(tmp_path / "d" / "x.txt", "local")
+
+    for _ in range(2):
+        summary = sync(source=f"s3://{bucket}", dest=str(tmp_path), delete=True)
+        assert summary["downloaded"] == 0 and summary["warnings"] == 1
+
+    assert not (tmp_path / "d" / "x.txt").exists()
+    assert logs.actions() == [f"delete: {tmp_path}/d/x.txt"]
+    assert any("d//x.txt. Its key is not a canonical path" in line for line in logs.at("warning"))
 
 
 def test_a_failed_download_leaves_no_file_under_the_final_name(moto_default, tmp_path):

@@ -60,10 +60,14 @@ def test_size_only_mode_is_passed_through():
         ("a/../../x", RefuseReason.PARENT_DIRECTORY),
         ("..", RefuseReason.PARENT_DIRECTORY),
         ("/etc/passwd", RefuseReason.ABSOLUTE_PATH),
-        ("a/..", RefuseReason.NOT_A_FILE_PATH),
-        ("a/../b", None),
-        ("a//b", None),
+        ("a/..", RefuseReason.NOT_CANONICAL),
+        ("a/../b", RefuseReason.NOT_CANONICAL),
+        ("a//b", RefuseReason.NOT_CANONICAL),
+        ("a/./b", RefuseReason.NOT_CANONICAL),
+        ("dir/", RefuseReason.NOT_CANONICAL),
         ("ok.txt", None),
+        ("a/b.c/d", None),
+        ("..hidden/x", None),
     ],
 )
 def test_download_keys_that_escape_the_directory_are_refused(key, reason):
