@@ -26,16 +26,17 @@ class TransferJob:
 
     :param direction: upload, copy or download.
     :param key: the compare key (what ``changed_keys`` records).
-    :param size: the size from the listing.
+    :param size: the size from the listing, or ``None`` to let s3transfer look it up.
     :param etag: the ETag from an S3 listing; with the size it spares s3transfer a HeadObject,
-        and reads are made conditional on it (an object replaced since the listing fails).
+        and multipart reads are made conditional on it (an object replaced since the listing
+        fails).
     :param line: the ``aws s3 sync`` line without its verb, e.g. ``./a.txt to s3://b/a.txt``.
     :param after_success: run in the worker once the object is written (e.g. set mtime).
     """
 
     direction: Direction
     key: str
-    size: int
+    size: int | None
     etag: str | None
     line: str
     after_success: Callable[[], None] | None = None
@@ -47,7 +48,8 @@ class _JobSubscriber(BaseSubscriber):
         self._job = job
 
     def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
-        future.meta.provide_transfer_size(self._job.size)
+        if self._job.size is not None:
+            future.meta.provide_transfer_size(self._job.size)
         if self._job.etag is not None:
             future.meta.provide_object_etag(self._job.etag)
 

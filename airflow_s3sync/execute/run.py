@@ -30,6 +30,10 @@ from airflow_s3sync.plan import (
     plan,
 )
 
+#: Object properties that, given for a copy, replace the source's instead of being ignored.
+_COPY_PROPERTIES = frozenset(
+    {"CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage", "ContentType", "Expires", "Metadata"}
+)
 _ALLOWED_EXTRA_ARGS = {
     Direction.UPLOAD: frozenset(TransferManager.ALLOWED_UPLOAD_ARGS),
     Direction.COPY: frozenset(TransferManager.ALLOWED_COPY_ARGS),
@@ -76,6 +80,18 @@ def direction_of(source: Location, dest: Location) -> Direction:
     return Direction.DOWNLOAD if isinstance(dest, LocalLocation) else Direction.COPY
 
 
+def request_args(direction: Direction, extra_args: Mapping[str, Any]) -> dict[str, Any]:
+    """The request arguments for every transfer of this direction.
+
+    Like the AWS CLI, object properties given for copies come with ``MetadataDirective=REPLACE``
+    (S3 would otherwise ignore them and keep the source's).
+    """
+    args = dict(extra_args)
+    if direction is Direction.COPY and _COPY_PROPERTIES & set(args):
+        args.setdefault("MetadataDirective", "REPLACE")
+    return args
+
+
 def check_extra_args(direction: Direction, extra_args: Mapping[str, Any]) -> None:
     """Reject request arguments s3transfer would refuse for this direction, before any request."""
     unknown = sorted(set(extra_args) - _ALLOWED_EXTRA_ARGS[direction])
@@ -119,6 +135,7 @@ class SyncRun:
         self.options = options
         self.log = log
         self.report = SyncReport(dryrun=options.dryrun, changed_keys_limit=options.changed_keys_limit)
+        self._request_args = request_args(self.direction, options.extra_args)
         self._trees: list[LocalTree] = []
 
     # ----------------------------------------------------------------- preflight
@@ -215,14 +232,19 @@ class SyncRun:
             self.log.info("(dryrun) %s: %s", self.direction.value, line)
             return
         start, after_success = self._starter(src)
-        executor.submit(TransferJob(self.direction, key, src.size, src.etag, line, after_success), start)
+        if self.direction is Direction.COPY and self.dest_hook and src.size >= self.dest_hook.multipart_threshold:
+            # Without a known size s3transfer heads the source and copies its properties along.
+            job = TransferJob(self.direction, key, None, None, line, after_success)
+        else:
+            job = TransferJob(self.direction, key, src.size, src.etag, line, after_success)
+        executor.submit(job, start)
 
     def _starter(
         self, src: Entry
     ) -> tuple[Callable[[Sequence[BaseSubscriber]], TransferFuture], Callable[[], None] | None]:
         """The call that starts transferring ``src``, and what to do once it succeeded."""
         key, source, dest = src.key, self.source, self.dest
-        extra_args = dict(self.options.extra_args)
+        extra_args = self._request_args
         if isinstance(source, LocalLocation):
             assert isinstance(dest, S3Location) and self.dest_hook is not None
             upload, path = self.dest_hook.upload, os.path.join(source.path, *key.split("/"))

@@ -124,6 +124,11 @@ class S3SyncHook(S3Hook):
         settings.setdefault("max_concurrency", self.max_concurrency)
         return TransferManager(self.conn, TransferConfig(**settings))
 
+    @property
+    def multipart_threshold(self) -> int:
+        """The size from which transfers of this hook go in parts."""
+        return int(self.transfer_manager.config.multipart_threshold)
+
     def upload(
         self,
         path: str,
@@ -156,7 +161,9 @@ class S3SyncHook(S3Hook):
     ) -> TransferFuture:
         """Start a server-side copy of ``source`` (bucket, key) to ``bucket``/``key``.
 
-        CopyObject below the multipart threshold, UploadPartCopy above it. No ACL is sent
+        CopyObject below the multipart threshold, UploadPartCopy above it; for the latter
+        s3transfer reads the source's properties (Content-Type, Metadata, ...) with a HeadObject
+        and carries them over, unless the caller already provided the size. No ACL is sent
         unless ``extra_args`` names one (unlike ``S3Hook.copy_object``).
         """
         return self.transfer_manager.copy(
