@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,14 @@ class SyncRun:
         self.report = SyncReport(dryrun=options.dryrun, changed_keys_limit=options.changed_keys_limit)
         self._request_args = request_args(self.direction, options.extra_args)
         self._trees: list[LocalTree] = []
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the run to stop: no new transfer or delete starts, and the run fails.
+
+        Safe to call from another thread or a signal handler (``on_kill``).
+        """
+        self._stopping.set()
 
     # ----------------------------------------------------------------- preflight
     def preflight(self) -> None:
@@ -193,7 +202,7 @@ class SyncRun:
         listing_error: BaseException | None = None
         with DeleteQueue() as deletes:
             with TransferExecutor(self.report, self.log, progress_interval=self.options.progress_interval) as ex:
-                while True:
+                while not self._stopping.is_set():
                     try:
                         action = next(actions)
                     except StopIteration:
@@ -276,6 +285,8 @@ class SyncRun:
     def _finish(self, listing_error: BaseException | None, deletes: DeleteQueue) -> None:
         incomplete = [tree.root for tree in self._trees if not tree.complete]
         problems: list[str] = []
+        if self._stopping.is_set():
+            problems.append("the run was stopped (the task was killed)")
         if listing_error is not None:
             problems.append(f"a listing failed ({listing_error})")
         if incomplete:
@@ -295,6 +306,8 @@ class SyncRun:
                 raise S3SyncError(message)
             self.log.warning("a real run would fail: %s", message)
         self._delete(deletes)
+        if self._stopping.is_set():
+            raise S3SyncError("sync stopped while deleting (the task was killed)")
         if self.report.failure_count:
             raise S3SyncError("sync failed: " + self.report.failure_message())
 
@@ -307,18 +320,24 @@ class SyncRun:
             return
         if isinstance(dest, S3Location):
             assert self.dest_hook is not None
-            object_keys = (dest.object_key(key) for key in deletes)
+            object_keys = (dest.object_key(key) for key in self._until_stopped(deletes))
             for object_key, error in self.dest_hook.delete_keys(dest.bucket, object_keys):
                 self._deleted(f"s3://{dest.bucket}/{object_key}", error)
             return
         tree = self._tree_of(dest)
-        for key in deletes:
+        for key in self._until_stopped(deletes):
             try:
                 tree.delete(key)
             except OSError as error:
                 self._deleted(dest.display(key), str(error))
             else:
                 self._deleted(dest.display(key), None)
+
+    def _until_stopped(self, keys: Iterable[str]) -> Iterator[str]:
+        for key in keys:
+            if self._stopping.is_set():
+                return
+            yield key
 
     def _deleted(self, shown: str, error: str | None) -> None:
         if error is None:

@@ -60,6 +60,7 @@ class S3SyncHook(S3Hook):
         super().__init__(aws_conn_id=aws_conn_id, region_name=region_name, **kwargs)
         self.max_concurrency = max_concurrency
         self.page_size = page_size
+        self._closed = False
 
     @property
     def config(self) -> Config:
@@ -118,7 +119,10 @@ class S3SyncHook(S3Hook):
         """The s3transfer manager all transfers of this hook share (multipart above the threshold).
 
         Its submission queue is bounded, so submitting blocks while too much is in flight.
+        A closed hook has none: starting a transfer on it raises.
         """
+        if self._closed:
+            raise S3SyncError(f"the hook of connection {self.aws_conn_id!r} is closed: no new transfers")
         settings = dict(self.service_config.get("transfer_config_args", {}))
         settings.update(self._transfer_config_args)
         settings.setdefault("max_concurrency", self.max_concurrency)
@@ -211,6 +215,19 @@ class S3SyncHook(S3Hook):
                 yield failed["Key"], f"{failed.get('Code')}: {failed.get('Message')}"
 
     def close(self, *, cancel: bool = False) -> None:
-        """Shut the transfer manager down: wait for what is still running, or cancel it."""
-        if "transfer_manager" in self.__dict__:
-            self.__dict__.pop("transfer_manager").shutdown(cancel=cancel)
+        """Shut the transfer manager down: wait for what is still running, or cancel it.
+
+        No transfer can start on the hook afterwards; listings and deletes still work.
+        """
+        self._closed = True
+        manager = self.__dict__.pop("transfer_manager", None)
+        if manager is None:
+            return
+        if not cancel:
+            manager.shutdown()
+            return
+        # TransferManager.shutdown(cancel=True) passes its arguments to _shutdown in the wrong
+        # order in s3transfer 0.19 ('str' object is not callable); leaving its context with an
+        # exception is the public way to cancel.
+        stop = S3SyncError("transfers cancelled: the task is stopping")
+        manager.__exit__(type(stop), stop, None)

@@ -142,7 +142,11 @@ class S3SyncOperator(BaseOperator):
                 hook.close(cancel=cancel)
 
     def on_kill(self) -> None:
-        """Cancel transfers still in flight when the task is killed."""
+        """Stop the run when the task is killed: nothing new starts, in-flight transfers are
+        cancelled, no delete runs, and the task fails."""
+        run = self.__dict__.get("_run")
+        if run is not None:
+            run.stop()
         self._close_hooks(cancel=True)
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,7 +169,7 @@ class S3SyncOperator(BaseOperator):
             progress_interval=self.progress_interval,
             changed_keys_limit=CHANGED_KEYS_LIMIT,
         )
-        run = SyncRun(
+        run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log
         )
         try:

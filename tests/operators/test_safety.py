@@ -263,3 +263,38 @@ def test_progress_is_logged_while_transferring_and_at_the_end(moto_default, tmp_
     pattern = r"progress: \d+ object\(s\) done, \d+ in flight, [\d.]+ (B|KiB|MiB) transferred \([\d.]+ (B|KiB|MiB)/s\)"
     assert all(re.fullmatch(pattern, line) for line in progress), progress
     assert progress[-1].startswith("progress: 60 object(s) done, 0 in flight, 58.6 KiB transferred")
+
+
+def test_on_kill_stops_the_run_and_prevents_deletes(moto_default, tmp_path):
+    import threading
+    import time
+
+    bucket = new_bucket(moto_default)
+    moto_default.client().put_object(Bucket=bucket, Key="stale", Body=b"x")
+    for n in range(400):
+        write(tmp_path / f"f{n:03d}", "x" * 100)
+    op = S3SyncOperator(task_id="sync", source=str(tmp_path), dest=f"s3://{bucket}", delete=True, max_concurrency=1)
+    outcome: list[BaseException | dict] = []
+    worker = threading.Thread(target=lambda: outcome.append(_run_catching(op)))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while op.__dict__.get("_run") is None or op._run.report.counts["uploaded"] < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    op.on_kill()
+    worker.join(timeout=60)
+
+    assert not worker.is_alive()
+    (error,) = outcome
+    assert isinstance(error, S3SyncError) and "stopped" in str(error)
+    uploaded = keys(moto_default, bucket)
+    assert "stale" in uploaded  # no delete ran
+    assert len(uploaded) < 200  # most of the 400 files never started
+
+
+def _run_catching(op):
+    try:
+        return op.execute({})
+    except BaseException as error:  # noqa: BLE001 - the test inspects it
+        return error
