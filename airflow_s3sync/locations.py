@@ -135,6 +135,10 @@ def _parse_s3(value: str) -> S3Location:
             )
         return S3Location(raw=value, bucket=match["arn"], key=match["key"] or "")
     bucket, _, key = rest.partition("/")
+    if bucket.endswith("--x-s3"):
+        raise InvalidLocationError(
+            f"{value!r}: cannot sync with a directory bucket (S3 Express One Zone lists keys unordered)"
+        )
     if not _VALID_BUCKET.match(bucket):
         raise InvalidLocationError(
             f"invalid bucket name {bucket!r} in {value!r}: bucket names contain only letters, digits, '.', '-' and '_'"

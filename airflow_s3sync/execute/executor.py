@@ -59,12 +59,21 @@ class _JobSubscriber(BaseSubscriber):
     def on_done(self, future: TransferFuture, **kwargs: Any) -> None:
         try:
             future.result()
-            if self._job.after_success is not None:
-                self._job.after_success()
         except BaseException as error:  # noqa: BLE001 - every failure is an outcome to report
             self._executor.finished(self._job, error)
-        else:
-            self._executor.finished(self._job, None)
+            return
+        if self._job.after_success is not None:
+            try:
+                self._job.after_success()
+            except Exception as error:  # noqa: BLE001 - the object is there; only a warning
+                self._executor.report.warned()
+                self._executor.log.warning(
+                    "warning: Successfully %sed %s but was unable to update the last modified time. %s",
+                    self._job.direction.value,
+                    self._job.line,
+                    error,
+                )
+        self._executor.finished(self._job, None)
 
 
 class TransferExecutor:

@@ -49,6 +49,11 @@ class SyncReport:
             self.counts["skipped"] += 1
             self.warnings += warning
 
+    def warned(self, count: int = 1) -> None:
+        """Count warnings that did not skip anything (e.g. an mtime that could not be set)."""
+        with self._lock:
+            self.warnings += count
+
     def deleted(self) -> None:
         """Count one deleted (or, in a dry run, planned) delete."""
         with self._lock:

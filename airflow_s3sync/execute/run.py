@@ -28,6 +28,7 @@ from airflow_s3sync.plan import (
     Entry,
     FilterRule,
     PathFilter,
+    RefuseReason,
     plan,
 )
 
@@ -164,7 +165,7 @@ class SyncRun:
                 raise S3SyncError(f"the destination {self.dest.raw!r} exists and is not a directory")
         for location, hook in ((self.source, self.source_hook), (self.dest, self.dest_hook)):
             if isinstance(location, S3Location) and hook is not None:
-                hook.check_bucket(location.bucket)
+                hook.check_access(location.bucket, location.prefix)
         if isinstance(self.dest, LocalLocation) and not self.options.dryrun:
             os.makedirs(self.dest.path, exist_ok=True)
 
@@ -216,19 +217,33 @@ class SyncRun:
             self._finish(listing_error, deletes)
         return self.report
 
+    def _count_walk_warnings(self) -> None:
+        for tree in self._trees:
+            self.report.warned(tree.warnings)
+
     def _handle(self, action: Action, executor: TransferExecutor, deletes: DeleteQueue) -> None:
         if action.kind is ActionKind.SKIP:
             self.report.skipped()
             self.log.debug("skip %s: %s", action.key, action.reason)
         elif action.kind is ActionKind.REFUSE:
             self.report.skipped(warning=True)
-            shown = action.key if self.direction is Direction.DOWNLOAD else self.source.display(action.key)
-            self.log.warning("warning: Skipping file %s. %s", shown, action.reason)
+            self.log.warning("warning: Skipping file %s. %s", *self._refusal_text(action))
         elif action.kind is ActionKind.DELETE:
             self.log.debug("delete %s: %s", action.key, action.reason)
             deletes.add(action.key)
         else:
             self._transfer(action, executor)
+
+    def _refusal_text(self, action: Action) -> tuple[str, str]:
+        """What the AWS CLI prints for a refused item: the file and the reason."""
+        if action.refusal is RefuseReason.ARCHIVED:
+            assert action.pair.src is not None
+            storage_class, verb = action.pair.src.storage_class, self.direction.value
+            return self.source.display(action.key), (
+                f"Object is of storage class {storage_class}. Unable to perform {verb} operations on "
+                f"{storage_class} objects. You must restore the object to be able to perform the operation."
+            )
+        return action.key, action.reason
 
     def _transfer(self, action: Action, executor: TransferExecutor) -> None:
         src = action.pair.src
@@ -283,6 +298,7 @@ class SyncRun:
 
     # ----------------------------------------------------------------- deletes
     def _finish(self, listing_error: BaseException | None, deletes: DeleteQueue) -> None:
+        self._count_walk_warnings()
         incomplete = [tree.root for tree in self._trees if not tree.complete]
         problems: list[str] = []
         if self._stopping.is_set():

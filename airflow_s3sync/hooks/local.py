@@ -106,7 +106,7 @@ class LocalTree:
         try:
             return datetime.fromtimestamp(st.st_mtime, UTC)
         except (OverflowError, ValueError, OSError):
-            self._warn(f"Skipping file {path}. Its modification time is invalid; the epoch is used instead.")
+            self._warn(f"File {path} has an invalid timestamp; the epoch (1970-01-01) is used as its time.")
             return _EPOCH
 
     def path_for(self, key: str) -> str:

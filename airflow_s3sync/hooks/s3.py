@@ -74,10 +74,14 @@ class S3SyncHook(S3Hook):
         endpoint = self.conn_config.get_service_endpoint_url(service_name="s3")
         return f"{endpoint or 'AWS'} (connection {self.aws_conn_id!r}, region {self.region_name or 'default'})"
 
-    def check_bucket(self, bucket: str) -> None:
-        """Make sure ``bucket`` exists and the credentials may use it; raise a clear error if not."""
+    def check_access(self, bucket: str, prefix: str = "") -> None:
+        """Make sure ``bucket`` exists and the credentials may list ``prefix``; raise a clear error if not.
+
+        One ListObjectsV2 of at most one key: unlike HeadBucket it works with IAM policies that
+        allow listing only below a prefix, as ``aws s3 sync`` needs nothing more.
+        """
         try:
-            self.conn.head_bucket(Bucket=bucket)
+            self.conn.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in _MISSING_BUCKET_CODES:
@@ -198,7 +202,11 @@ class S3SyncHook(S3Hook):
         )
 
     def delete_keys(self, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
-        """Delete ``keys`` with DeleteObjects, 1,000 a request; yield ``(key, error or None)``."""
+        """Delete ``keys`` with DeleteObjects, 1,000 a request; yield ``(key, error or None)``.
+
+        If a whole request is refused (one key the XML body cannot carry makes S3 answer
+        MalformedXML), its keys are deleted one by one, so one bad key fails alone.
+        """
         keys = iter(keys)
         while batch := list(islice(keys, DELETE_BATCH_SIZE)):
             try:
@@ -206,13 +214,22 @@ class S3SyncHook(S3Hook):
                     Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": False}
                 )
             except (ClientError, BotoCoreError) as error:
-                for key in batch:
-                    yield key, str(error)
+                self.log.warning("DeleteObjects failed (%s); deleting these %d keys one by one", error, len(batch))
+                yield from self._delete_one_by_one(bucket, batch)
                 continue
             for deleted in response.get("Deleted", ()):
                 yield deleted["Key"], None
             for failed in response.get("Errors", ()):
                 yield failed["Key"], f"{failed.get('Code')}: {failed.get('Message')}"
+
+    def _delete_one_by_one(self, bucket: str, keys: list[str]) -> Iterator[tuple[str, str | None]]:
+        for key in keys:
+            try:
+                self.conn.delete_object(Bucket=bucket, Key=key)
+            except (ClientError, BotoCoreError) as error:
+                yield key, str(error)
+            else:
+                yield key, None
 
     def close(self, *, cancel: bool = False) -> None:
         """Shut the transfer manager down: wait for what is still running, or cancel it.

@@ -14,9 +14,6 @@ from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import Location, S3Location, parse_location
 from airflow_s3sync.plan import CompareMode, build_rules
 
-#: How many keys the ``changed_keys`` XCom holds at most; the summary says when it was capped.
-CHANGED_KEYS_LIMIT = 10_000
-
 
 class S3SyncOperator(BaseOperator):
     """Sync a local directory or S3 prefix to another, with the semantics of ``aws s3 sync``.
@@ -50,12 +47,15 @@ class S3SyncOperator(BaseOperator):
         ``ServerSideEncryption``, ``SSEKMSKeyId``, ``ACL``, ``Metadata``, ...) or, for
         downloads, for every GetObject.
     :param progress_interval: seconds between progress lines in the task log.
+    :param changed_keys_limit: the most keys the ``changed_keys`` XCom lists.
 
     Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
     ``failed``, ``bytes_transferred``, ``warnings``, ``dryrun``, ``changed_keys_count``,
     ``changed_keys_truncated``). With a task instance in the context it also pushes the XCom
     ``changed_keys``: the keys relative to the destination that the run wrote (or, in a dry
-    run, would write), at most 10,000; ``changed_keys_truncated`` says when it was capped.
+    run, would write). When there are more than ``changed_keys_limit``, it is ``None`` instead,
+    which downstream means "every object" — a truncated list would silently leave keys out —
+    and ``changed_keys_truncated`` in the summary is true.
 
     .. seealso:: :class:`airflow_s3sync.hooks.s3.S3SyncHook`
     """
@@ -84,6 +84,7 @@ class S3SyncOperator(BaseOperator):
         follow_symlinks: bool = True,
         extra_args: Mapping[str, Any] | None = None,
         progress_interval: float = 5.0,
+        changed_keys_limit: int = 10_000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +106,7 @@ class S3SyncOperator(BaseOperator):
         self.follow_symlinks = follow_symlinks
         self.extra_args = dict(extra_args or {})
         self.progress_interval = progress_interval
+        self.changed_keys_limit = changed_keys_limit
         if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
             raise ValueError(f"max_delete must be a non-negative integer or None, got {max_delete!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -167,7 +169,7 @@ class S3SyncOperator(BaseOperator):
             follow_symlinks=self.follow_symlinks,
             extra_args=self.extra_args,
             progress_interval=self.progress_interval,
-            changed_keys_limit=CHANGED_KEYS_LIMIT,
+            changed_keys_limit=self.changed_keys_limit,
         )
         run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log
@@ -180,15 +182,17 @@ class S3SyncOperator(BaseOperator):
         self._close_hooks(cancel=False)
         summary = report.summary()
         self.log.info("summary: %s", summary)
+        changed_keys: list[str] | None = report.changed_keys
         if report.changed_keys_truncated:
+            changed_keys = None
             self.log.warning(
-                "changed_keys holds the first %d of %d written keys",
-                len(report.changed_keys),
+                "%d keys were written, more than changed_keys_limit=%d: changed_keys is None (every object)",
                 report.changed_keys_total,
+                self.changed_keys_limit,
             )
         ti = context.get("ti") or context.get("task_instance")
         if ti is not None:
-            ti.xcom_push(key="changed_keys", value=report.changed_keys)
+            ti.xcom_push(key="changed_keys", value=changed_keys)
         return summary
 
 

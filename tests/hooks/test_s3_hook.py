@@ -60,14 +60,14 @@ def test_connection_pool_fits_the_concurrency(moto_default):
 
 def test_missing_bucket_is_a_clear_error(aws_default):
     with pytest.raises(S3SyncError, match=r"bucket 'no-such-bucket-here' does not exist at http://127\.0\.0\.1"):
-        S3SyncHook().check_bucket("no-such-bucket-here")
+        S3SyncHook().check_access("no-such-bucket-here")
 
 
 def test_wrong_credentials_are_a_clear_error(rclone, monkeypatch):
     bucket = new_bucket(rclone)
     use_connection(monkeypatch, "aws_default", rclone.connection_json(secret_key="not-the-secret"))
     with pytest.raises(S3SyncError, match=r"denied.*check the connection's credentials") as raised:
-        S3SyncHook().check_bucket(bucket)
+        S3SyncHook().check_access(bucket, "some/prefix/")
     assert "not-the-secret" not in str(raised.value)
 
 
@@ -109,3 +109,21 @@ def test_large_objects_go_multipart_in_every_direction(moto, monkeypatch, tmp_pa
     op.execute({})
     assert len(ranged) == 3 and all(ranged)
     assert (tmp_path / "down" / "big.bin").read_bytes() == data
+
+
+def test_a_key_that_breaks_a_delete_batch_is_deleted_on_its_own(moto_default):
+    bucket = new_bucket(moto_default)
+    client = moto_default.client()
+    keys = ["a", "bad\x01key", "c"]  # U+0001 cannot appear in the XML body of DeleteObjects
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+
+    hook = S3SyncHook()
+    single = []
+    hook.conn.meta.events.register("before-call.s3.DeleteObject", lambda **kw: single.append(1))
+
+    results = dict(hook.delete_keys(bucket, keys))
+
+    assert results == dict.fromkeys(keys)  # every key deleted, none failed
+    assert len(single) == 3  # the refused batch was retried key by key
+    assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

@@ -298,3 +298,64 @@ def _run_catching(op):
         return op.execute({})
     except BaseException as error:  # noqa: BLE001 - the test inspects it
         return error
+
+
+def test_too_many_changed_keys_push_none_meaning_every_object(moto_default, tmp_path):
+    bucket = new_bucket(moto_default)
+    write(tmp_path / "a")
+    write(tmp_path / "b")
+
+    class TaskInstance:
+        pushed: dict = {}
+
+        def xcom_push(self, key, value):
+            self.pushed[key] = value
+
+    ti = TaskInstance()
+    op = S3SyncOperator(task_id="sync", source=str(tmp_path), dest=f"s3://{bucket}", changed_keys_limit=1)
+    summary = op.execute({"ti": ti})
+    assert ti.pushed["changed_keys"] is None
+    assert summary["changed_keys_truncated"] is True and summary["changed_keys_count"] == 2
+
+
+def test_local_walk_warnings_reach_the_summary(moto_default, tmp_path):
+    bucket = new_bucket(moto_default)
+    write(tmp_path / "ok")
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    summary = sync(source=str(tmp_path), dest=f"s3://{bucket}")
+    assert summary["uploaded"] == 1 and summary["warnings"] == 1
+
+
+def test_archived_objects_are_skipped_with_the_aws_cli_warning(moto_default, logs):
+    src, dst = new_bucket(moto_default), new_bucket(moto_default)
+    client = moto_default.client()
+    client.put_object(Bucket=src, Key="cold", Body=b"x", StorageClass="GLACIER")
+    client.put_object(Bucket=src, Key="warm", Body=b"x")
+    summary = sync(source=f"s3://{src}", dest=f"s3://{dst}")
+    assert summary["copied"] == 1 and summary["skipped"] == 1 and summary["warnings"] == 1
+    assert logs.at("warning")[-1] == (
+        f"warning: Skipping file s3://{src}/cold. Object is of storage class GLACIER. Unable to perform copy "
+        "operations on GLACIER objects. You must restore the object to be able to perform the operation."
+    )
+
+
+def test_an_mtime_that_cannot_be_set_is_a_warning_not_a_failure(moto_default, tmp_path):
+    import logging
+
+    bucket = new_bucket(moto_default)
+    moto_default.client().put_object(Bucket=bucket, Key="k", Body=b"data")
+    hook = S3SyncHook()
+    report = SyncReport(dryrun=False)
+
+    def set_mtime() -> None:
+        raise PermissionError("Operation not permitted")
+
+    with TransferExecutor(report, logging.getLogger("test")) as executor:
+        executor.submit(
+            TransferJob(Direction.DOWNLOAD, "k", 4, None, "s3://b/k to ./k", after_success=set_mtime),
+            lambda subs: hook.download(bucket, "k", str(tmp_path / "k"), extra_args={}, subscribers=subs),
+        )
+        executor.wait()
+    hook.close()
+    assert (report.counts["downloaded"], report.failure_count, report.warnings) == (1, 0, 1)
+    assert (tmp_path / "k").read_bytes() == b"data"

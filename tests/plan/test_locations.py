@@ -66,6 +66,7 @@ def test_access_point_arn_is_printed_verbatim():
         "s3://bad bucket/x",
         "s3://arn:aws:s3-object-lambda:us-west-2:123456789012:accesspoint/olap",
         "s3://arn:aws:s3:::mybucket",
+        "s3://mybucket--usw2-az1--x-s3/x",
         None,
         5,
     ],
