@@ -79,8 +79,18 @@ def scenario(seed: int) -> list[Item]:
     return [Item(name, STATES[i % len(STATES)]) for i, name in enumerate(names)]
 
 
-def set_mtime(path: Path, when: float) -> None:
-    os.utime(path, (when, when))
+def write_tree(root: Path, items: list[Item], content, mtime) -> Path:
+    """Write ``content(item)`` for every item that has one, with the mtime ``mtime(item)``."""
+    root.mkdir()
+    for item in items:
+        body = content(item)
+        if body is None:
+            continue
+        path = root / item.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        os.utime(path, (mtime(item), mtime(item)))
+    return root
 
 
 def last_modified(server: S3Server, bucket: str) -> dict[str, float]:
@@ -181,16 +191,12 @@ def test_upload_parity(case, aws_default, tmp_path, logs, monkeypatch):
         bucket = new_bucket(aws_default)
         put_all(aws_default, bucket, {i.name: i.dst_content for i in items if i.dst_content is not None})
         stamps = last_modified(aws_default, bucket)
-        root = tmp_path / side
-        root.mkdir()
-        for item in items:
-            if item.src_content is None:
-                continue
-            path = root / item.name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(item.src_content)
-            base = stamps.get(item.name, time.time() - 2 * HOUR)
-            set_mtime(path, base + item.src_newer * HOUR)
+        root = write_tree(
+            tmp_path / side,
+            items,
+            lambda i: i.src_content,
+            lambda i, stamps=stamps: stamps.get(i.name, time.time() - 2 * HOUR) + i.src_newer * HOUR,
+        )
         runs[side] = (bucket, root)
 
     cli_bucket, cli_root = runs["cli"]
@@ -210,19 +216,15 @@ def test_download_parity(case, aws_default, tmp_path, logs, monkeypatch):
     bucket = new_bucket(aws_default)
     put_all(aws_default, bucket, {i.name: i.src_content for i in items if i.src_content is not None})
     stamps = last_modified(aws_default, bucket)
-    roots = {}
-    for side in ("cli", "ours"):
-        root = tmp_path / side
-        root.mkdir()
-        for item in items:
-            if item.dst_content is None:
-                continue
-            path = root / item.name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(item.dst_content)
-            base = stamps.get(item.name, time.time() - 2 * HOUR)
-            set_mtime(path, int(base) - item.src_newer * HOUR)
-        roots[side] = root
+    roots = {
+        side: write_tree(
+            tmp_path / side,
+            items,
+            lambda i: i.dst_content,
+            lambda i: int(stamps.get(i.name, time.time() - 2 * HOUR)) - i.src_newer * HOUR,
+        )
+        for side in ("cli", "ours")
+    }
 
     cli_lines = run_cli(aws_default, f"s3://{bucket}", ".", options, roots["cli"])
     our_lines, summary = run_operator(f"s3://{bucket}", ".", options, roots["ours"], logs, monkeypatch)
