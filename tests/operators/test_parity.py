@@ -186,6 +186,7 @@ OPTIONS = {
 def test_upload_parity(case, aws_default, tmp_path, logs, monkeypatch):
     options = OPTIONS[case]
     items = scenario(seed=len(case))
+    long_ago = int(time.time()) - 2 * HOUR  # one value for both copies: they must start identical
     runs = {}
     for side in ("cli", "ours"):
         bucket = new_bucket(aws_default)
@@ -195,7 +196,7 @@ def test_upload_parity(case, aws_default, tmp_path, logs, monkeypatch):
             tmp_path / side,
             items,
             lambda i: i.src_content,
-            lambda i, stamps=stamps: stamps.get(i.name, time.time() - 2 * HOUR) + i.src_newer * HOUR,
+            lambda i, stamps=stamps: stamps.get(i.name, long_ago) + i.src_newer * HOUR,
         )
         runs[side] = (bucket, root)
 
@@ -213,6 +214,7 @@ def test_upload_parity(case, aws_default, tmp_path, logs, monkeypatch):
 def test_download_parity(case, aws_default, tmp_path, logs, monkeypatch):
     options = OPTIONS[case]
     items = scenario(seed=100 + len(case))
+    long_ago = int(time.time()) - 2 * HOUR  # one value for both copies: they must start identical
     bucket = new_bucket(aws_default)
     put_all(aws_default, bucket, {i.name: i.src_content for i in items if i.src_content is not None})
     stamps = last_modified(aws_default, bucket)
@@ -221,7 +223,7 @@ def test_download_parity(case, aws_default, tmp_path, logs, monkeypatch):
             tmp_path / side,
             items,
             lambda i: i.dst_content,
-            lambda i: int(stamps.get(i.name, time.time() - 2 * HOUR)) - i.src_newer * HOUR,
+            lambda i: int(stamps.get(i.name, long_ago)) - i.src_newer * HOUR,
         )
         for side in ("cli", "ours")
     }
