@@ -46,6 +46,17 @@ class _JobSubscriber(BaseSubscriber):
     def __init__(self, executor: TransferExecutor, job: TransferJob) -> None:
         self._executor = executor
         self._job = job
+        self._lock = threading.Lock()
+        self._finished = False
+
+    def finish(self, error: BaseException | None) -> None:
+        """Record the job's outcome, once: a cancelled submission can report both through
+        ``on_done`` and through the failed submit call."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+        self._executor.finished(self._job, error)
 
     def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
         if self._job.size is not None:
@@ -60,7 +71,7 @@ class _JobSubscriber(BaseSubscriber):
         try:
             future.result()
         except BaseException as error:  # noqa: BLE001 - every failure is an outcome to report
-            self._executor.finished(self._job, error)
+            self.finish(error)
             return
         if self._job.after_success is not None:
             try:
@@ -73,7 +84,7 @@ class _JobSubscriber(BaseSubscriber):
                     self._job.line,
                     error,
                 )
-        self._executor.finished(self._job, None)
+        self.finish(None)
 
 
 class TransferExecutor:
@@ -104,24 +115,28 @@ class TransferExecutor:
         """
         with self._idle:
             self._in_flight += 1
+        subscriber = _JobSubscriber(self, job)
         try:
-            start([_JobSubscriber(self, job)])
+            start([subscriber])
         except Exception as error:  # noqa: BLE001 - reported as the item's failure
-            self.finished(job, error)
+            subscriber.finish(error)
 
     def finished(self, job: TransferJob, error: BaseException | None) -> None:
-        """Record the outcome of ``job`` and log its line."""
+        """Record the outcome of ``job`` and log its line (once per job)."""
         verb = job.direction.value
-        if error is None:
-            self.report.transferred(job.direction, job.key)
-            self.log.info("%s: %s", verb, job.line)
-        else:
-            self.report.failed(f"{verb} {job.line}: {error}")
-            self.log.error("%s failed: %s %s", verb, job.line, error)
-        with self._idle:
-            self._in_flight -= 1
-            self._done += 1
-            self._idle.notify_all()
+        try:
+            if error is None:
+                self.report.transferred(job.direction, job.key)
+                self.log.info("%s: %s", verb, job.line)
+            else:
+                self.report.failed(f"{verb} {job.line}: {error}")
+                self.log.error("%s failed: %s %s", verb, job.line, error)
+        finally:
+            # Whatever happened above, the job is over: wait() must not hang on it.
+            with self._idle:
+                self._in_flight -= 1
+                self._done += 1
+                self._idle.notify_all()
 
     def wait(self) -> None:
         """Block until every submitted transfer has finished."""

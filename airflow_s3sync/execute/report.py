@@ -19,6 +19,8 @@ class SyncReport:
     """
 
     def __init__(self, *, dryrun: bool, changed_keys_limit: int = 10_000, failure_limit: int = 50) -> None:
+        if not isinstance(changed_keys_limit, int) or changed_keys_limit < 0:
+            raise ValueError(f"changed_keys_limit must be a non-negative integer, got {changed_keys_limit!r}")
         self.dryrun = dryrun
         self._lock = threading.Lock()
         self.counts = dict.fromkeys(("uploaded", "copied", "downloaded", "deleted", "skipped", "failed"), 0)

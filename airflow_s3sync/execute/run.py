@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from s3transfer.futures import TransferFuture
@@ -15,7 +15,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.deletes import DeleteQueue
-from airflow_s3sync.execute.executor import TransferExecutor, TransferJob
+from airflow_s3sync.execute.executor import StartTransfer, TransferExecutor, TransferJob
 from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.hooks.local import LocalTree
 from airflow_s3sync.hooks.s3 import S3SyncHook
@@ -85,12 +85,17 @@ def direction_of(source: Location, dest: Location) -> Direction:
 def request_args(direction: Direction, extra_args: Mapping[str, Any]) -> dict[str, Any]:
     """The request arguments for every transfer of this direction.
 
-    Like the AWS CLI, object properties given for copies come with ``MetadataDirective=REPLACE``
-    (S3 would otherwise ignore them and keep the source's).
+    Object properties given for copies come with ``MetadataDirective=REPLACE`` and ``Tagging``
+    with ``TaggingDirective=REPLACE`` (S3 would otherwise ignore them and keep the source's).
+    As with AWS CLI v1, the properties given then replace all of the source's; v2's filling of
+    the others from the source is not done yet.
     """
     args = dict(extra_args)
-    if direction is Direction.COPY and _COPY_PROPERTIES & set(args):
-        args.setdefault("MetadataDirective", "REPLACE")
+    if direction is Direction.COPY:
+        if _COPY_PROPERTIES & set(args):
+            args.setdefault("MetadataDirective", "REPLACE")
+        if "Tagging" in args:
+            args.setdefault("TaggingDirective", "REPLACE")
     return args
 
 
@@ -102,6 +107,15 @@ def check_extra_args(direction: Direction, extra_args: Mapping[str, Any]) -> Non
             f"extra_args {unknown} are not allowed for {direction.value}s; "
             f"allowed: {sorted(_ALLOWED_EXTRA_ARGS[direction])}"
         )
+
+
+def _raise(error: BaseException) -> StartTransfer:
+    """A start function that fails with ``error``: the job is then reported as failed."""
+
+    def start(subscribers: Sequence[BaseSubscriber]) -> TransferFuture:
+        raise error
+
+    return start
 
 
 class SyncRun:
@@ -138,6 +152,8 @@ class SyncRun:
         self.log = log
         self.report = SyncReport(dryrun=options.dryrun, changed_keys_limit=options.changed_keys_limit)
         self._request_args = request_args(self.direction, options.extra_args)
+        # Copies at or above it let s3transfer head the source, so its properties come along.
+        self._copy_threshold = dest_hook.multipart_threshold if dest_hook is not None else 0
         self._trees: list[LocalTree] = []
         self._stopping = threading.Event()
 
@@ -255,13 +271,16 @@ class SyncRun:
             self.report.transferred(self.direction, key)
             self.log.info("(dryrun) %s: %s", self.direction.value, line)
             return
-        start, after_success = self._starter(src)
-        if self.direction is Direction.COPY and self.dest_hook and src.size >= self.dest_hook.multipart_threshold:
-            # Without a known size s3transfer heads the source and copies its properties along.
-            job = TransferJob(self.direction, key, None, None, line, after_success)
+        if self.direction is Direction.COPY and src.size >= self._copy_threshold:
+            job = TransferJob(self.direction, key, None, None, line)
         else:
-            job = TransferJob(self.direction, key, src.size, src.etag, line, after_success)
-        executor.submit(job, start)
+            job = TransferJob(self.direction, key, src.size, src.etag, line)
+        try:
+            start, after_success = self._starter(src)
+        except (OSError, S3SyncError) as error:
+            executor.submit(job, _raise(error))
+            return
+        executor.submit(replace(job, after_success=after_success), start)
 
     def _starter(
         self, src: Entry

@@ -11,7 +11,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from s3transfer.futures import TransferFuture
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
@@ -23,8 +23,16 @@ from airflow_s3sync.plan.entries import Entry
 DELETE_BATCH_SIZE = 1000
 _MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 _DENIED_CODES = frozenset(
-    {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"}
+    {"403", "AccessDenied", "AllAccessDisabled", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 )
+_EXPLAINED_CODES = {
+    "ExpiredToken": "the connection's session token has expired",
+    "InvalidToken": "the connection's session token is not valid",
+    "RequestTimeTooSkewed": "this machine's clock is too far from the server's",
+    "PermanentRedirect": "the bucket is in another region: set the connection's or the operator's region",
+    "AuthorizationHeaderMalformed": "the bucket is in another region: set the connection's or the operator's region",
+    "IllegalLocationConstraintException": "the bucket is in another region: set the region to the bucket's",
+}
 
 
 class S3SyncHook(S3Hook):
@@ -91,7 +99,16 @@ class S3SyncHook(S3Hook):
                     f"access to bucket {bucket!r} was denied at {self.endpoint_description}: "
                     "check the connection's credentials and permissions"
                 ) from error
+            if code in _EXPLAINED_CODES:
+                raise S3SyncError(
+                    f"cannot use bucket {bucket!r} at {self.endpoint_description}: {_EXPLAINED_CODES[code]} ({code})"
+                ) from error
             raise S3SyncError(f"cannot use bucket {bucket!r} at {self.endpoint_description}: {error}") from error
+        except NoCredentialsError as error:
+            raise S3SyncError(
+                f"no credentials for bucket {bucket!r} at {self.endpoint_description}: "
+                "give the connection a login and password, a profile or a role"
+            ) from error
         except BotoCoreError as error:
             raise S3SyncError(f"cannot reach bucket {bucket!r} at {self.endpoint_description}: {error}") from error
 
@@ -119,6 +136,15 @@ class S3SyncHook(S3Hook):
                 )
 
     @cached_property
+    def sync_transfer_config(self) -> TransferConfig:
+        """The transfer settings: the connection's ``service_config.s3.transfer_config_args``,
+        overridden by the hook's ``transfer_config_args``, with ``max_concurrency`` by default."""
+        settings = dict(self.service_config.get("transfer_config_args", {}))
+        settings.update(self._transfer_config_args)
+        settings.setdefault("max_concurrency", self.max_concurrency)
+        return TransferConfig(**settings)
+
+    @cached_property
     def transfer_manager(self) -> TransferManager:
         """The s3transfer manager all transfers of this hook share (multipart above the threshold).
 
@@ -127,15 +153,12 @@ class S3SyncHook(S3Hook):
         """
         if self._closed:
             raise S3SyncError(f"the hook of connection {self.aws_conn_id!r} is closed: no new transfers")
-        settings = dict(self.service_config.get("transfer_config_args", {}))
-        settings.update(self._transfer_config_args)
-        settings.setdefault("max_concurrency", self.max_concurrency)
-        return TransferManager(self.conn, TransferConfig(**settings))
+        return TransferManager(self.conn, self.sync_transfer_config)
 
     @property
     def multipart_threshold(self) -> int:
         """The size from which transfers of this hook go in parts."""
-        return int(self.transfer_manager.config.multipart_threshold)
+        return int(self.sync_transfer_config.multipart_threshold)
 
     def upload(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -107,6 +108,9 @@ class S3SyncOperator(BaseOperator):
         self.extra_args = dict(extra_args or {})
         self.progress_interval = progress_interval
         self.changed_keys_limit = changed_keys_limit
+        self._killed = False
+        if not isinstance(changed_keys_limit, int) or changed_keys_limit < 0:
+            raise ValueError(f"changed_keys_limit must be a non-negative integer, got {changed_keys_limit!r}")
         if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
             raise ValueError(f"max_delete must be a non-negative integer or None, got {max_delete!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -145,11 +149,16 @@ class S3SyncOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Stop the run when the task is killed: nothing new starts, in-flight transfers are
-        cancelled, no delete runs, and the task fails."""
+        cancelled, no delete runs, and the task fails.
+
+        Airflow calls this from its SIGTERM handler, on the thread that runs ``execute``, which
+        may hold locks the cancelling needs: so it only sets flags and cancels on another thread.
+        """
+        self._killed = True
         run = self.__dict__.get("_run")
         if run is not None:
             run.stop()
-        self._close_hooks(cancel=True)
+        threading.Thread(target=self._close_hooks, kwargs={"cancel": True}, name="s3sync-cancel", daemon=True).start()
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Run the sync; return the summary and push ``changed_keys`` (see the class docstring)."""
@@ -174,6 +183,8 @@ class S3SyncOperator(BaseOperator):
         run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log
         )
+        if self._killed:  # killed while the run was being prepared
+            run.stop()
         try:
             report = run.run()
         except BaseException:

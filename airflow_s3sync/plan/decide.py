@@ -73,7 +73,7 @@ def local_key_refusal(key: str) -> RefuseReason | None:
     normalised = posixpath.normpath("./" + key)
     if normalised == ".." or normalised.startswith("../"):
         return RefuseReason.PARENT_DIRECTORY
-    if normalised != key or "\x00" in key:
+    if normalised != key or normalised == "." or "\x00" in key:
         return RefuseReason.NOT_CANONICAL
     return None
 

@@ -55,3 +55,15 @@ def test_metadata_given_for_copies_replaces_the_sources(moto_default):
     ).execute({})
 
     assert client.head_object(Bucket=dst, Key="k")["Metadata"] == {"replica": "yes"}
+
+
+def test_tags_given_for_copies_replace_the_sources(moto_default):
+    src, dst = new_bucket(moto_default), new_bucket(moto_default)
+    client = moto_default.client()
+    client.put_object(Bucket=src, Key="k", Body=b"x", Tagging="owner=team-a")
+
+    S3SyncOperator(
+        task_id="copy", source=f"s3://{src}", dest=f"s3://{dst}", extra_args={"Tagging": "replica=yes"}
+    ).execute({})
+
+    assert client.get_object_tagging(Bucket=dst, Key="k")["TagSet"] == [{"Key": "replica", "Value": "yes"}]

@@ -265,39 +265,65 @@ def test_progress_is_logged_while_transferring_and_at_the_end(moto_default, tmp_
     assert progress[-1].startswith("progress: 60 object(s) done, 0 in flight, 58.6 KiB transferred")
 
 
-def test_on_kill_stops_the_run_and_prevents_deletes(moto_default, tmp_path):
+@pytest.mark.timeout(120)
+def test_sigterm_stops_the_run_while_the_planner_waits_for_a_full_queue(moto_default, tmp_path):
+    """As in Airflow: SIGTERM lands on the thread running execute(), whose handler calls on_kill,
+    while that thread is blocked in s3transfer's full submission queue (1,000 transfers)."""
+    import signal
+    import sys
     import threading
     import time
+    import traceback
 
     bucket = new_bucket(moto_default)
-    moto_default.client().put_object(Bucket=bucket, Key="stale", Body=b"x")
-    for n in range(400):
-        write(tmp_path / f"f{n:03d}", "x" * 100)
+    moto_default.client().put_object(Bucket=bucket, Key="zzz-stale", Body=b"x")
+    for n in range(3000):
+        (tmp_path / f"f{n:05d}").write_text("x")
     op = S3SyncOperator(task_id="sync", source=str(tmp_path), dest=f"s3://{bucket}", delete=True, max_concurrency=1)
-    outcome: list[BaseException | dict] = []
-    worker = threading.Thread(target=lambda: outcome.append(_run_catching(op)))
-    worker.start()
-    deadline = time.monotonic() + 30
-    while op.__dict__.get("_run") is None or op._run.report.counts["uploaded"] < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    main = threading.main_thread()
+    blocked = threading.Event()
 
-    op.on_kill()
-    worker.join(timeout=60)
+    def kill_when_blocked() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            run = op.__dict__.get("_run")
+            frame = sys._current_frames().get(main.ident)
+            stack = "".join(traceback.format_stack(frame)) if frame else ""
+            if run is not None and run.report.counts["uploaded"] > 20 and "_submit_transfer" in stack:
+                blocked.set()
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.005)
 
-    assert not worker.is_alive()
-    (error,) = outcome
-    assert isinstance(error, S3SyncError) and "stopped" in str(error)
-    uploaded = keys(moto_default, bucket)
-    assert "stale" in uploaded  # no delete ran
-    assert len(uploaded) < 200  # most of the 400 files never started
-
-
-def _run_catching(op):
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())
     try:
-        return op.execute({})
-    except BaseException as error:  # noqa: BLE001 - the test inspects it
-        return error
+        threading.Thread(target=kill_when_blocked, daemon=True).start()
+        with pytest.raises(S3SyncError, match="the run was stopped"):
+            op.execute({})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert blocked.is_set()
+    listed = keys(moto_default, bucket)
+    assert "zzz-stale" in listed  # no delete ran
+    assert len(listed) < 1000  # the queued transfers were cancelled
+
+
+def test_a_kill_before_the_run_starts_stops_it_at_once(moto_default, tmp_path):
+    bucket = new_bucket(moto_default)
+    moto_default.client().put_object(Bucket=bucket, Key="stale", Body=b"x")
+    write(tmp_path / "a")
+    op = S3SyncOperator(task_id="sync", source=str(tmp_path), dest=f"s3://{bucket}", delete=True)
+    op.on_kill()
+    with pytest.raises(S3SyncError, match="the run was stopped"):
+        op.execute({})
+    assert keys(moto_default, bucket) == ["stale"]
+
+
+@pytest.mark.parametrize("limit", [None, -1, "10"])
+def test_changed_keys_limit_is_validated(limit, tmp_path):
+    with pytest.raises(ValueError, match="changed_keys_limit"):
+        S3SyncOperator(task_id="sync", source=str(tmp_path), dest="s3://b", changed_keys_limit=limit)
 
 
 def test_too_many_changed_keys_push_none_meaning_every_object(moto_default, tmp_path):
