@@ -10,6 +10,12 @@ from airflow_s3sync.plan.compare import Direction
 _COUNTER_OF = {Direction.UPLOAD: "uploaded", Direction.COPY: "copied", Direction.DOWNLOAD: "downloaded"}
 
 
+def check_changed_keys_limit(limit: object) -> None:
+    """Raise ``ValueError`` unless ``limit`` is a non-negative integer."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ValueError(f"changed_keys_limit must be a non-negative integer, got {limit!r}")
+
+
 class SyncReport:
     """Thread-safe tally of a run. Lists are capped so a run over millions of keys stays small.
 
@@ -19,8 +25,7 @@ class SyncReport:
     """
 
     def __init__(self, *, dryrun: bool, changed_keys_limit: int = 10_000, failure_limit: int = 50) -> None:
-        if not isinstance(changed_keys_limit, int) or changed_keys_limit < 0:
-            raise ValueError(f"changed_keys_limit must be a non-negative integer, got {changed_keys_limit!r}")
+        check_changed_keys_limit(changed_keys_limit)
         self.dryrun = dryrun
         self._lock = threading.Lock()
         self.counts = dict.fromkeys(("uploaded", "copied", "downloaded", "deleted", "skipped", "failed"), 0)

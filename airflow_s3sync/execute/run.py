@@ -233,10 +233,6 @@ class SyncRun:
             self._finish(listing_error, deletes)
         return self.report
 
-    def _count_walk_warnings(self) -> None:
-        for tree in self._trees:
-            self.report.warned(tree.warnings)
-
     def _handle(self, action: Action, executor: TransferExecutor, deletes: DeleteQueue) -> None:
         if action.kind is ActionKind.SKIP:
             self.report.skipped()
@@ -282,9 +278,7 @@ class SyncRun:
             return
         executor.submit(replace(job, after_success=after_success), start)
 
-    def _starter(
-        self, src: Entry
-    ) -> tuple[Callable[[Sequence[BaseSubscriber]], TransferFuture], Callable[[], None] | None]:
+    def _starter(self, src: Entry) -> tuple[StartTransfer, Callable[[], None] | None]:
         """The call that starts transferring ``src``, and what to do once it succeeded."""
         key, source, dest = src.key, self.source, self.dest
         extra_args = self._request_args
@@ -317,7 +311,8 @@ class SyncRun:
 
     # ----------------------------------------------------------------- deletes
     def _finish(self, listing_error: BaseException | None, deletes: DeleteQueue) -> None:
-        self._count_walk_warnings()
+        for tree in self._trees:
+            self.report.warned(tree.warnings)
         incomplete = [tree.root for tree in self._trees if not tree.complete]
         problems: list[str] = []
         if self._stopping.is_set():

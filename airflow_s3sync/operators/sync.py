@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.report import check_changed_keys_limit
 from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_extra_args, direction_of
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import Location, S3Location, parse_location
@@ -109,8 +110,7 @@ class S3SyncOperator(BaseOperator):
         self.progress_interval = progress_interval
         self.changed_keys_limit = changed_keys_limit
         self._killed = False
-        if not isinstance(changed_keys_limit, int) or changed_keys_limit < 0:
-            raise ValueError(f"changed_keys_limit must be a non-negative integer, got {changed_keys_limit!r}")
+        check_changed_keys_limit(changed_keys_limit)
         if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
             raise ValueError(f"max_delete must be a non-negative integer or None, got {max_delete!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
