@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,20 @@ StartTransfer = Callable[[Sequence[BaseSubscriber]], TransferFuture]
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a :data:`PrepareTransfer` decided: how to start the transfer, and what to run once
+    it succeeded (overrides the job's ``after_success``)."""
+
+    start: StartTransfer
+    after_success: Callable[[], None] | None = None
+
+
+#: Run in a worker thread: returns how to start the transfer, or ``None`` when, after a look
+#: at the objects (a HeadObject, a checksum), there is nothing to transfer.
+PrepareTransfer = Callable[[], Prepared | None]
+
+
+@dataclass(frozen=True, slots=True)
 class TransferJob:
     """One transfer: what it is, for the log and the report.
 
@@ -31,7 +46,8 @@ class TransferJob:
         and multipart reads are made conditional on it (an object replaced since the listing
         fails).
     :param line: the ``aws s3 sync`` line without its verb, e.g. ``./a.txt to s3://b/a.txt``.
-    :param after_success: run in the worker once the object is written (e.g. set mtime).
+    :param after_success: run in the worker once the object is written (e.g. set mtime, apply a
+        retention); if it raises, the job fails.
     """
 
     direction: Direction
@@ -43,20 +59,28 @@ class TransferJob:
 
 
 class _JobSubscriber(BaseSubscriber):
-    def __init__(self, executor: TransferExecutor, job: TransferJob) -> None:
+    def __init__(
+        self, executor: TransferExecutor, job: TransferJob, *, on_finish: Callable[[], None] | None = None
+    ) -> None:
         self._executor = executor
         self._job = job
+        self._on_finish = on_finish
+        self.after_success = job.after_success
         self._lock = threading.Lock()
         self._finished = False
 
-    def finish(self, error: BaseException | None) -> None:
+    def finish(self, error: BaseException | None, *, transferred: bool = True) -> None:
         """Record the job's outcome, once: a cancelled submission can report both through
         ``on_done`` and through the failed submit call."""
         with self._lock:
             if self._finished:
                 return
             self._finished = True
-        self._executor.finished(self._job, error)
+        try:
+            self._executor.finished(self._job, error, transferred=transferred)
+        finally:
+            if self._on_finish is not None:
+                self._on_finish()
 
     def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
         if self._job.size is not None:
@@ -73,17 +97,12 @@ class _JobSubscriber(BaseSubscriber):
         except BaseException as error:  # noqa: BLE001 - every failure is an outcome to report
             self.finish(error)
             return
-        if self._job.after_success is not None:
+        if self.after_success is not None:
             try:
-                self._job.after_success()
-            except Exception as error:  # noqa: BLE001 - the object is there; only a warning
-                self._executor.report.warned()
-                self._executor.log.warning(
-                    "warning: Successfully %sed %s but was unable to update the last modified time. %s",
-                    self._job.direction.value,
-                    self._job.line,
-                    error,
-                )
+                self.after_success()
+            except Exception as error:  # noqa: BLE001 - the job's outcome
+                self.finish(error)
+                return
         self.finish(None)
 
 
@@ -97,10 +116,17 @@ class TransferExecutor:
     stays flat however many transfers a plan holds.
     """
 
-    def __init__(self, report: SyncReport, log: logging.Logger, *, progress_interval: float = 5.0) -> None:
+    def __init__(
+        self, report: SyncReport, log: logging.Logger, *, progress_interval: float = 5.0, workers: int = 10
+    ) -> None:
         self.report = report
         self.log = log
         self.progress_interval = progress_interval
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        # Prepared jobs hold a slot from submission until they finish: open source streams and
+        # queued work stay bounded however long the plan is.
+        self._prepared_slots = threading.BoundedSemaphore(workers * 2)
         self._in_flight = 0
         self._done = 0
         self._idle = threading.Condition()
@@ -121,11 +147,37 @@ class TransferExecutor:
         except Exception as error:  # noqa: BLE001 - reported as the item's failure
             subscriber.finish(error)
 
-    def finished(self, job: TransferJob, error: BaseException | None) -> None:
+    def submit_prepared(self, job: TransferJob, prepare: PrepareTransfer) -> None:
+        """Run ``prepare`` in a worker thread, then start what it returns (or count the job as
+        skipped if it returns ``None``). Blocks while ``2 x workers`` prepared jobs are unfinished.
+        """
+        self._prepared_slots.acquire()
+        with self._idle:
+            self._in_flight += 1
+        subscriber = _JobSubscriber(self, job, on_finish=self._prepared_slots.release)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="s3sync-prepare")
+        self._pool.submit(self._run_prepared, job, prepare, subscriber)
+
+    def _run_prepared(self, job: TransferJob, prepare: PrepareTransfer, subscriber: _JobSubscriber) -> None:
+        try:
+            prepared = prepare()
+            if prepared is None:
+                subscriber.finish(None, transferred=False)
+                return
+            if prepared.after_success is not None:
+                subscriber.after_success = prepared.after_success
+            prepared.start([subscriber])
+        except Exception as error:  # noqa: BLE001 - reported as the item's failure
+            subscriber.finish(error)
+
+    def finished(self, job: TransferJob, error: BaseException | None, *, transferred: bool = True) -> None:
         """Record the outcome of ``job`` and log its line (once per job)."""
         verb = job.direction.value
         try:
-            if error is None:
+            if error is None and not transferred:
+                self.report.skipped()
+            elif error is None:
                 self.report.transferred(job.direction, job.key)
                 self.log.info("%s: %s", verb, job.line)
             else:
@@ -170,6 +222,8 @@ class TransferExecutor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         if self._progress_thread is not None:
             self._progress_thread.join()
         self._log_progress()

@@ -11,6 +11,7 @@ from airflow_s3sync import S3SyncHook, S3SyncOperator
 from airflow_s3sync.errors import InvalidLocationError, S3SyncError
 from airflow_s3sync.execute.executor import TransferExecutor, TransferJob
 from airflow_s3sync.execute.report import SyncReport
+from airflow_s3sync.hooks.local import LocalTree
 from airflow_s3sync.plan import Direction
 from tests.conftest import new_bucket, write
 from tests.support import use_connection
@@ -365,23 +366,18 @@ def test_archived_objects_are_skipped_with_the_aws_cli_warning(moto_default, log
     )
 
 
-def test_an_mtime_that_cannot_be_set_is_a_warning_not_a_failure(moto_default, tmp_path):
-    import logging
-
+def test_an_mtime_that_cannot_be_set_is_a_warning_not_a_failure(moto_default, tmp_path, monkeypatch, logs):
     bucket = new_bucket(moto_default)
     moto_default.client().put_object(Bucket=bucket, Key="k", Body=b"data")
-    hook = S3SyncHook()
-    report = SyncReport(dryrun=False)
 
-    def set_mtime() -> None:
+    def refuse(path: str, when: object) -> None:
         raise PermissionError("Operation not permitted")
 
-    with TransferExecutor(report, logging.getLogger("test")) as executor:
-        executor.submit(
-            TransferJob(Direction.DOWNLOAD, "k", 4, None, "s3://b/k to ./k", after_success=set_mtime),
-            lambda subs: hook.download(bucket, "k", str(tmp_path / "k"), extra_args={}, subscribers=subs),
-        )
-        executor.wait()
-    hook.close()
-    assert (report.counts["downloaded"], report.failure_count, report.warnings) == (1, 0, 1)
+    monkeypatch.setattr(LocalTree, "set_mtime", staticmethod(refuse))
+    summary = sync(source=f"s3://{bucket}", dest=str(tmp_path))
+    assert (summary["downloaded"], summary["failed"], summary["warnings"]) == (1, 0, 1)
     assert (tmp_path / "k").read_bytes() == b"data"
+    assert logs.at("warning")[-1:] == [
+        f"warning: Successfully downloaded s3://{bucket}/k to {tmp_path}/k but was unable to update the last "
+        "modified time. Operation not permitted"
+    ]
