@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["S3SyncHook", "S3SyncOperator", "__version__"]
+__all__ = ["ObjectLockRetentionOperator", "S3SyncHook", "S3SyncOperator", "__version__"]
 
 if TYPE_CHECKING:
     from airflow_s3sync.hooks.s3 import S3SyncHook
+    from airflow_s3sync.operators.retention import ObjectLockRetentionOperator
     from airflow_s3sync.operators.sync import S3SyncOperator
 
 _LAZY = {
+    "ObjectLockRetentionOperator": "airflow_s3sync.operators.retention",
     "S3SyncHook": "airflow_s3sync.hooks.s3",
     "S3SyncOperator": "airflow_s3sync.operators.sync",
 }

@@ -21,6 +21,11 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["aws"],
             }
         ],
-        "operators": [{"integration-name": "S3 Sync", "python-modules": ["airflow_s3sync.operators.sync"]}],
+        "operators": [
+            {
+                "integration-name": "S3 Sync",
+                "python-modules": ["airflow_s3sync.operators.sync", "airflow_s3sync.operators.retention"],
+            }
+        ],
         "hooks": [{"integration-name": "S3 Sync", "python-modules": ["airflow_s3sync.hooks.s3"]}],
     }

@@ -48,14 +48,14 @@ class S3Server:
             config=Config(**config) if config else None,
         )
 
-    def connection_json(self, *, region: str | None = None, secret_key: str | None = None) -> str:
-        """The value of an ``AIRFLOW_CONN_*`` variable for this server."""
+    def connection_json(self, *, region: str | None = None, secret_key: str | None = None, **extra: object) -> str:
+        """The value of an ``AIRFLOW_CONN_*`` variable for this server; ``extra`` adds to its extra."""
         return json.dumps(
             {
                 "conn_type": "aws",
                 "login": self.access_key,
                 "password": secret_key or self.secret_key,
-                "extra": {"endpoint_url": self.endpoint_url, "region_name": region or self.region},
+                "extra": {"endpoint_url": self.endpoint_url, "region_name": region or self.region, **extra},
             }
         )
 

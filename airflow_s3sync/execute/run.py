@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from s3transfer.futures import TransferFuture
@@ -15,7 +16,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.deletes import DeleteQueue
-from airflow_s3sync.execute.executor import StartTransfer, TransferExecutor, TransferJob
+from airflow_s3sync.execute.executor import Prepared, StartTransfer, TransferExecutor, TransferJob
 from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.hooks.local import LocalTree
 from airflow_s3sync.hooks.s3 import S3SyncHook
@@ -31,6 +32,7 @@ from airflow_s3sync.plan import (
     RefuseReason,
     plan,
 )
+from airflow_s3sync.plan.lock import decide_lock, write_time_lock
 
 #: Object properties that, given for a copy, replace the source's instead of being ignored.
 _COPY_PROPERTIES = frozenset(
@@ -57,6 +59,10 @@ class SyncOptions:
         or, for downloads, for every GetObject.
     :param progress_interval: seconds between progress lines.
     :param changed_keys_limit: how many written keys the report keeps.
+    :param copy_object_lock: give each object written the source's retention and legal hold
+        (S3 to S3 only).
+    :param max_concurrency: parallel transfers per side (and worker threads for what a
+        transfer must look up first).
     """
 
     delete: bool = False
@@ -68,6 +74,8 @@ class SyncOptions:
     extra_args: Mapping[str, Any] = field(default_factory=dict)
     progress_interval: float = 5.0
     changed_keys_limit: int = 10_000
+    copy_object_lock: bool = False
+    max_concurrency: int = 10
 
 
 def direction_of(source: Location, dest: Location) -> Direction:
@@ -109,6 +117,15 @@ def check_extra_args(direction: Direction, extra_args: Mapping[str, Any]) -> Non
         )
 
 
+def check_copy_object_lock(direction: Direction, copy_object_lock: bool) -> None:
+    """Object Lock settings can only be carried from an S3 source to an S3 destination."""
+    if copy_object_lock and direction is not Direction.COPY:
+        raise S3SyncError(
+            f"copy_object_lock=True needs an S3 source and an S3 destination, not a {direction.value}: "
+            "local files have no Object Lock settings"
+        )
+
+
 def _raise(error: BaseException) -> StartTransfer:
     """A start function that fails with ``error``: the job is then reported as failed."""
 
@@ -141,6 +158,7 @@ class SyncRun:
     ) -> None:
         self.direction = direction_of(source, dest)
         check_extra_args(self.direction, options.extra_args)
+        check_copy_object_lock(self.direction, options.copy_object_lock)
         for location, hook, side in ((source, source_hook, "source"), (dest, dest_hook, "dest")):
             if isinstance(location, S3Location) and hook is None:
                 raise S3SyncError(f"the S3 {side} {location.raw!r} needs a hook")
@@ -182,6 +200,9 @@ class SyncRun:
         for location, hook in ((self.source, self.source_hook), (self.dest, self.dest_hook)):
             if isinstance(location, S3Location) and hook is not None:
                 hook.check_access(location.bucket, location.prefix)
+        if self.options.copy_object_lock:
+            assert isinstance(self.dest, S3Location) and self.dest_hook is not None
+            self.dest_hook.check_object_lock(self.dest.bucket)
         if isinstance(self.dest, LocalLocation) and not self.options.dryrun:
             os.makedirs(self.dest.path, exist_ok=True)
 
@@ -218,7 +239,12 @@ class SyncRun:
         )
         listing_error: BaseException | None = None
         with DeleteQueue() as deletes:
-            with TransferExecutor(self.report, self.log, progress_interval=self.options.progress_interval) as ex:
+            with TransferExecutor(
+                self.report,
+                self.log,
+                progress_interval=self.options.progress_interval,
+                workers=self.options.max_concurrency,
+            ) as ex:
                 while not self._stopping.is_set():
                     try:
                         action = next(actions)
@@ -271,15 +297,61 @@ class SyncRun:
             job = TransferJob(self.direction, key, None, None, line)
         else:
             job = TransferJob(self.direction, key, src.size, src.etag, line)
+        if self.options.copy_object_lock:
+            executor.submit_prepared(job, lambda: self._locked_copy(src))
+            return
         try:
-            start, after_success = self._starter(src)
+            start, after_success = self._starter(src, line)
         except (OSError, S3SyncError) as error:
             executor.submit(job, _raise(error))
             return
         executor.submit(replace(job, after_success=after_success), start)
 
-    def _starter(self, src: Entry) -> tuple[StartTransfer, Callable[[], None] | None]:
-        """The call that starts transferring ``src``, and what to do once it succeeded."""
+    def _locked_copy(self, src: Entry) -> Prepared:
+        """In a worker: read the source's lock state, then copy with it.
+
+        The lock goes with the write (CopyObject headers) so the new version is never unlocked;
+        for a multipart copy it is applied again once the object is complete, because some
+        servers (moto among them) drop lock headers given to CreateMultipartUpload.
+        """
+        source, dest = self.source, self.dest
+        assert isinstance(source, S3Location) and isinstance(dest, S3Location)
+        assert self.source_hook is not None and self.dest_hook is not None
+        source_key, dest_key = source.object_key(src.key), dest.object_key(src.key)
+        state = self.source_hook.lock_state(source.bucket, source_key)
+        if state is None:
+            raise S3SyncError(f"{source.display(src.key)} disappeared before it could be copied")
+        lock_args = write_time_lock(state, now=datetime.now(UTC))
+        args = {**self._request_args, **lock_args}
+        copy, source_hook, dest_hook = self.dest_hook.copy, self.source_hook, self.dest_hook
+        multipart = src.size >= self._copy_threshold
+
+        def apply_lock() -> None:
+            written = dest_hook.lock_state(dest.bucket, dest_key)
+            if written is None:
+                raise S3SyncError(f"{dest.display(src.key)} is missing after its copy")
+            decision = decide_lock(state, written, now=datetime.now(UTC))
+            for change in decision.changes:
+                if change.retention is not None:
+                    dest_hook.put_retention(dest.bucket, dest_key, change.retention, version_id=written.version_id)
+                else:
+                    dest_hook.put_legal_hold(dest.bucket, dest_key, change.legal_hold, version_id=written.version_id)
+
+        def start(subs: Sequence[BaseSubscriber]) -> TransferFuture:
+            return copy(
+                (source.bucket, source_key),
+                dest.bucket,
+                dest_key,
+                source_hook=source_hook,
+                extra_args=args,
+                subscribers=subs,
+            )
+
+        return Prepared(start, after_success=apply_lock if multipart and lock_args else None)
+
+    def _starter(self, src: Entry, line: str) -> tuple[StartTransfer, Callable[[], None] | None]:
+        """The call that starts transferring ``src`` (``line`` in the log), and what to do once
+        it succeeded."""
         key, source, dest = src.key, self.source, self.dest
         extra_args = self._request_args
         if isinstance(source, LocalLocation):
@@ -307,7 +379,18 @@ class SyncRun:
             tree.prepare_parent(path)
             return download(source.bucket, source.object_key(key), path, extra_args=extra_args, subscribers=subs)
 
-        return start, lambda: tree.set_mtime(path, src.mtime)
+        def set_mtime() -> None:
+            try:
+                tree.set_mtime(path, src.mtime)
+            except OSError as error:  # the file is there: only a warning, as the AWS CLI does
+                self.report.warned()
+                self.log.warning(
+                    "warning: Successfully downloaded %s but was unable to update the last modified time. %s",
+                    line,
+                    error,
+                )
+
+        return start, set_mtime
 
     # ----------------------------------------------------------------- deletes
     def _finish(self, listing_error: BaseException | None, deletes: DeleteQueue) -> None:

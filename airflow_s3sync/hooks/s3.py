@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import mimetypes
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
@@ -18,6 +20,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.plan.entries import Entry
+from airflow_s3sync.plan.lock import LockState, Retention
 
 #: DeleteObjects takes at most this many keys per request.
 DELETE_BATCH_SIZE = 1000
@@ -33,6 +36,37 @@ _EXPLAINED_CODES = {
     "AuthorizationHeaderMalformed": "the bucket is in another region: set the connection's or the operator's region",
     "IllegalLocationConstraintException": "the bucket is in another region: set the region to the bucket's",
 }
+_NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"})
+#: Writes that carry Object Lock settings and so need an integrity header.
+_LOCK_WRITES = ("PutObjectRetention", "PutObjectLegalHold", "CopyObject", "PutObject", "CreateMultipartUpload")
+_LOCK_HEADERS = ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold")
+
+
+def _content_md5(request: Any, *, replace_checksums: bool, **kwargs: Any) -> None:
+    """Give a lock-carrying request a Content-MD5 header (before it is signed).
+
+    S3 requires an integrity header on writes that set Object Lock. CopyObject has no body,
+    so botocore sends none: the MD5 of its empty body is added. With ``replace_checksums``
+    (the connection's ``content_md5`` extra), botocore's flexible CRC checksums are replaced
+    by Content-MD5 for providers that reject them.
+    """
+    headers = request.headers
+    operation = kwargs.get("event_name", "").rsplit(".", 1)[-1]
+    if operation not in ("PutObjectRetention", "PutObjectLegalHold") and not any(
+        name in headers for name in _LOCK_HEADERS
+    ):
+        return
+    body = request.body
+    if body is not None and not isinstance(body, bytes | bytearray | str):
+        return  # a streamed body: its checksum is computed on the way; leave it
+    has_checksum = any(name.lower().startswith("x-amz-checksum-") for name in headers)
+    if has_checksum and not replace_checksums:
+        return
+    for name in list(headers):
+        if name.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-algorithm")):
+            del headers[name]
+    data = body.encode() if isinstance(body, str) else bytes(body or b"")
+    headers["Content-MD5"] = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
 class S3SyncHook(S3Hook):
@@ -70,6 +104,22 @@ class S3SyncHook(S3Hook):
         self.page_size = page_size
         self._closed = False
 
+    def get_client_type(self, *args: Any, **kwargs: Any) -> Any:
+        """The boto3 client, with the integrity header Object Lock writes need (see ``_content_md5``).
+
+        A connection whose extra has ``"content_md5": true`` sends Content-MD5 instead of
+        botocore's CRC checksums on those writes; ``config_kwargs`` in the extra sets
+        botocore's ``request_checksum_calculation`` / ``response_checksum_validation``.
+        """
+        client = super().get_client_type(*args, **kwargs)
+        replace_checksums = bool(self.conn_config.extra_config.get("content_md5", False))
+        for operation in _LOCK_WRITES:
+            client.meta.events.register(
+                f"before-sign.s3.{operation}",
+                lambda request, replace=replace_checksums, **kw: _content_md5(request, replace_checksums=replace, **kw),
+            )
+        return client
+
     @property
     def config(self) -> Config:
         """The connection's botocore config with a pool large enough for ``max_concurrency``."""
@@ -90,27 +140,82 @@ class S3SyncHook(S3Hook):
         """
         try:
             self.conn.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in _MISSING_BUCKET_CODES:
-                raise S3SyncError(f"bucket {bucket!r} does not exist at {self.endpoint_description}") from error
-            if code in _DENIED_CODES:
-                raise S3SyncError(
-                    f"access to bucket {bucket!r} was denied at {self.endpoint_description}: "
-                    "check the connection's credentials and permissions"
-                ) from error
-            if code in _EXPLAINED_CODES:
-                raise S3SyncError(
-                    f"cannot use bucket {bucket!r} at {self.endpoint_description}: {_EXPLAINED_CODES[code]} ({code})"
-                ) from error
-            raise S3SyncError(f"cannot use bucket {bucket!r} at {self.endpoint_description}: {error}") from error
-        except NoCredentialsError as error:
-            raise S3SyncError(
-                f"no credentials for bucket {bucket!r} at {self.endpoint_description}: "
+        except (ClientError, BotoCoreError) as error:
+            raise self._bucket_error(bucket, error) from error
+
+    def _bucket_error(self, bucket: str, error: ClientError | BotoCoreError) -> S3SyncError:
+        """A clear error for a request on ``bucket`` that failed."""
+        where = self.endpoint_description
+        if isinstance(error, NoCredentialsError):
+            return S3SyncError(
+                f"no credentials for bucket {bucket!r} at {where}: "
                 "give the connection a login and password, a profile or a role"
-            ) from error
+            )
+        if isinstance(error, BotoCoreError):
+            return S3SyncError(f"cannot reach bucket {bucket!r} at {where}: {error}")
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in _MISSING_BUCKET_CODES:
+            return S3SyncError(f"bucket {bucket!r} does not exist at {where}")
+        if code in _DENIED_CODES:
+            return S3SyncError(
+                f"access to bucket {bucket!r} was denied at {where}: check the connection's credentials and permissions"
+            )
+        if code in _EXPLAINED_CODES:
+            return S3SyncError(f"cannot use bucket {bucket!r} at {where}: {_EXPLAINED_CODES[code]} ({code})")
+        return S3SyncError(f"cannot use bucket {bucket!r} at {where}: {error}")
+
+    def check_object_lock(self, bucket: str) -> None:
+        """Make sure ``bucket`` has Object Lock enabled (GetObjectLockConfiguration); raise a clear
+        error if not, before any retention or legal hold is written to it."""
+        try:
+            response = self.conn.get_object_lock_configuration(Bucket=bucket)
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in _NO_LOCK_CODES:
+                raise self._no_lock_error(bucket) from error
+            raise self._bucket_error(bucket, error) from error
         except BotoCoreError as error:
-            raise S3SyncError(f"cannot reach bucket {bucket!r} at {self.endpoint_description}: {error}") from error
+            raise self._bucket_error(bucket, error) from error
+        if response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            raise self._no_lock_error(bucket)
+
+    def _no_lock_error(self, bucket: str) -> S3SyncError:
+        return S3SyncError(
+            f"bucket {bucket!r} at {self.endpoint_description} does not have Object Lock enabled: "
+            "retention and legal holds cannot be written to it (Object Lock is chosen when a bucket is created)"
+        )
+
+    def lock_state(self, bucket: str, key: str) -> LockState | None:
+        """The current version's retention, legal hold and version id (one HeadObject), or
+        ``None`` when the object does not exist."""
+        try:
+            response = self.conn.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_BUCKET_CODES | {"NoSuchKey"}:
+                return None
+            raise
+        return LockState.from_head(response)
+
+    def put_retention(
+        self, bucket: str, key: str, retention: Retention, *, version_id: str | None, bypass_governance: bool = False
+    ) -> None:
+        """Set ``retention`` on the version ``version_id`` of ``key`` (PutObjectRetention)."""
+        args: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Retention": {"Mode": retention.mode.value, "RetainUntilDate": retention.until},
+        }
+        if version_id is not None:
+            args["VersionId"] = version_id
+        if bypass_governance:
+            args["BypassGovernanceRetention"] = True
+        self.conn.put_object_retention(**args)
+
+    def put_legal_hold(self, bucket: str, key: str, on: bool, *, version_id: str | None) -> None:
+        """Turn the legal hold of the version ``version_id`` of ``key`` ON or OFF (PutObjectLegalHold)."""
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "LegalHold": {"Status": "ON" if on else "OFF"}}
+        if version_id is not None:
+            args["VersionId"] = version_id
+        self.conn.put_object_legal_hold(**args)
 
     def iter_entries(self, bucket: str, prefix: str) -> Iterator[Entry]:
         """Yield the objects under ``prefix`` as entries keyed relative to it, page by page.

@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.report import check_changed_keys_limit
-from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_extra_args, direction_of
+from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_object_lock, check_extra_args, direction_of
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import Location, S3Location, parse_location
 from airflow_s3sync.plan import CompareMode, build_rules
@@ -50,6 +50,9 @@ class S3SyncOperator(BaseOperator):
         downloads, for every GetObject.
     :param progress_interval: seconds between progress lines in the task log.
     :param changed_keys_limit: the most keys the ``changed_keys`` XCom lists.
+    :param copy_object_lock: give every object written the source's retention and legal hold
+        (S3 to S3; the destination bucket must have Object Lock, checked before any copy). Set at
+        write time with the copy; multipart copies get it again once complete.
 
     Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
     ``failed``, ``bytes_transferred``, ``warnings``, ``dryrun``, ``changed_keys_count``,
@@ -87,6 +90,7 @@ class S3SyncOperator(BaseOperator):
         extra_args: Mapping[str, Any] | None = None,
         progress_interval: float = 5.0,
         changed_keys_limit: int = 10_000,
+        copy_object_lock: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,6 +113,7 @@ class S3SyncOperator(BaseOperator):
         self.extra_args = dict(extra_args or {})
         self.progress_interval = progress_interval
         self.changed_keys_limit = changed_keys_limit
+        self.copy_object_lock = copy_object_lock
         self._killed = False
         check_changed_keys_limit(changed_keys_limit)
         if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
@@ -124,6 +129,7 @@ class S3SyncOperator(BaseOperator):
         source, dest = parse_location(self.source), parse_location(self.dest)
         direction = direction_of(source, dest)
         check_extra_args(direction, self.extra_args)
+        check_copy_object_lock(direction, self.copy_object_lock)
         return source, dest
 
     @cached_property
@@ -179,6 +185,8 @@ class S3SyncOperator(BaseOperator):
             extra_args=self.extra_args,
             progress_interval=self.progress_interval,
             changed_keys_limit=self.changed_keys_limit,
+            copy_object_lock=self.copy_object_lock,
+            max_concurrency=self.max_concurrency,
         )
         run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log

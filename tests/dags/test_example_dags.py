@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,15 @@ DAG_ID = "s3sync_hourly_replication"
 @pytest.fixture(scope="module")
 def home(moto: S3Server):
     with airflow_home() as (dags, env):
-        shutil.copy(EXAMPLES / f"{DAG_ID}.py", dags)
+        for example in EXAMPLES.glob("*.py"):
+            shutil.copy(example, dags)
         use_connection(env, "aws_default", moto.connection_json())
         yield Path(env["AIRFLOW_HOME"]), env
 
 
-def xcom_values(airflow_home: Path, key: str) -> list:
+def xcom_values(airflow_home: Path, key: str, dag_id: str = DAG_ID) -> list:
     with sqlite3.connect(airflow_home / "airflow.db") as db:
-        rows = db.execute("select value from xcom where key = ? and dag_id = ?", (key, DAG_ID)).fetchall()
+        rows = db.execute("select value from xcom where key = ? and dag_id = ?", (key, dag_id)).fetchall()
     return [json.loads(value) if isinstance(value, str | bytes) else value for (value,) in rows]
 
 
@@ -49,6 +51,49 @@ def test_hourly_replication_dag_succeeds_and_replicates(home, moto):
     listed = client.list_objects_v2(Bucket="example-replica")["Contents"]
     assert sorted(o["Key"] for o in listed) == ["data/a.csv", "data/sub/b.csv"]
     assert sorted(xcom_values(airflow_home_path, "changed_keys")[0]) == ["a.csv", "sub/b.csv"]
+
+
+def test_worm_dags_carry_retention_hourly_for_changed_keys_and_daily_for_everything(home, moto):
+    airflow_home_path, env = home
+    client = moto.client()
+    src, dst = "example-worm", "example-worm-replica"
+    for bucket in (src, dst):
+        client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    until = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    client.put_object(
+        Bucket=src,
+        Key="records/2026/a.pdf",
+        Body=b"a",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=until,
+    )
+    client.put_object(Bucket=src, Key="records/b.pdf", Body=b"b", ObjectLockLegalHoldStatus="ON")
+    client.put_object(Bucket=src, Key="records/c.pdf", Body=b"c")
+
+    result = run_airflow(env, "dags", "test", "s3sync_worm_hourly", "2026-01-01T00:00:00+00:00", check=False)
+
+    assert dag_run_states(env, "s3sync_worm_hourly") == ["success"], result.stdout[-5000:] + result.stderr[-5000:]
+    head = client.head_object(Bucket=dst, Key="records/2026/a.pdf")
+    assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"]) == ("COMPLIANCE", until)
+    assert client.head_object(Bucket=dst, Key="records/b.pdf")["ObjectLockLegalHoldStatus"] == "ON"
+    assert "ObjectLockMode" not in client.head_object(Bucket=dst, Key="records/c.pdf")
+    changed = xcom_values(airflow_home_path, "changed_keys", "s3sync_worm_hourly")[0]
+    assert sorted(changed) == ["2026/a.pdf", "b.pdf", "c.pdf"]
+    [summary] = [
+        value for value in xcom_values(airflow_home_path, "return_value", "s3sync_worm_hourly") if "applied" in value
+    ]
+    assert {"applied": 2, "unchanged": 1, "skipped": 0, "failed": 0}.items() <= summary.items()
+
+    # Later the source's retention is extended, without the data changing: only the scan sees it.
+    client.put_object_retention(
+        Bucket=src,
+        Key="records/b.pdf",
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
+    )
+    result = run_airflow(env, "dags", "test", "s3sync_worm_daily_scan", "2026-01-02T00:00:00+00:00", check=False)
+
+    assert dag_run_states(env, "s3sync_worm_daily_scan") == ["success"], result.stdout[-5000:] + result.stderr[-5000:]
+    assert client.head_object(Bucket=dst, Key="records/b.pdf")["ObjectLockMode"] == "GOVERNANCE"
 
 
 FAILING_DAG = """

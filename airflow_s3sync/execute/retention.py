@@ -1,0 +1,235 @@
+"""One retention run: copy Object Lock retention and legal holds from source to destination."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.hooks.s3 import S3SyncHook
+from airflow_s3sync.locations import S3Location
+from airflow_s3sync.plan.lock import Change, ChangeKind, LockState, decide_lock
+
+
+@dataclass(frozen=True)
+class RetentionOptions:
+    """What a retention run may change.
+
+    :param copy_legal_hold: set legal holds ON where the source's are ON.
+    :param release_legal_holds: also turn destination holds OFF where the source's are OFF.
+    :param bypass_governance_retention: allow shortening GOVERNANCE retention at the destination.
+    :param dryrun: log what would change, change nothing.
+    :param max_concurrency: objects examined in parallel.
+    """
+
+    copy_legal_hold: bool = True
+    release_legal_holds: bool = False
+    bypass_governance_retention: bool = False
+    dryrun: bool = False
+    max_concurrency: int = 10
+
+
+class RetentionReport:
+    """Thread-safe per-object tally. Each object counts once: ``failed`` if a request failed,
+    else ``applied`` if anything was written, else ``skipped`` if a difference was refused (or
+    the object is missing on a side), else ``unchanged``. ``refused`` counts every refusal."""
+
+    def __init__(self, *, dryrun: bool, failure_limit: int = 50) -> None:
+        self.dryrun = dryrun
+        self._lock = threading.Lock()
+        self.counts = dict.fromkeys(("applied", "unchanged", "skipped", "failed"), 0)
+        self.changes = dict.fromkeys(("retention", "legal_hold"), 0)
+        self.refused = 0
+        self.failures: list[str] = []
+        self._failure_limit = failure_limit
+
+    def count(self, outcome: str, *, changes: Iterable[Change] = (), refused: int = 0) -> None:
+        """Record one object's outcome."""
+        with self._lock:
+            self.counts[outcome] += 1
+            self.refused += refused
+            for change in changes:
+                self.changes["retention" if change.kind is ChangeKind.RETENTION else "legal_hold"] += 1
+
+    def failed(self, description: str, *, changes: Iterable[Change] = (), refused: int = 0) -> None:
+        """Record one failed object; ``description`` names it and the error."""
+        self.count("failed", changes=changes, refused=refused)
+        with self._lock:
+            if len(self.failures) < self._failure_limit:
+                self.failures.append(description)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-serialisable summary (the operator's ``return_value``)."""
+        with self._lock:
+            return {
+                **self.counts,
+                "retention_set": self.changes["retention"],
+                "legal_hold_set": self.changes["legal_hold"],
+                "refused": self.refused,
+                "dryrun": self.dryrun,
+            }
+
+    def failure_message(self) -> str:
+        """One message naming the failed objects (capped)."""
+        more = self.counts["failed"] - len(self.failures)
+        return (
+            f"{self.counts['failed']} object(s) failed: "
+            + "; ".join(self.failures)
+            + (f"; and {more} more" if more > 0 else "")
+        )
+
+
+class RetentionRun:
+    """Copies each source object's retention and legal hold to the same relative key at the
+    destination, by the rules of :mod:`airflow_s3sync.plan.lock`.
+
+    :param source: the source prefix.
+    :param dest: the destination prefix.
+    :param keys: relative keys to examine, or ``None`` for every object under the source prefix
+        (a streaming listing).
+    :param now: the clock (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        *,
+        source: S3Location,
+        dest: S3Location,
+        source_hook: S3SyncHook,
+        dest_hook: S3SyncHook,
+        keys: Iterable[str] | None,
+        options: RetentionOptions,
+        log: logging.Logger,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.source = source
+        self.dest = dest
+        self.source_hook = source_hook
+        self.dest_hook = dest_hook
+        self.keys = keys
+        self.options = options
+        self.log = log
+        self.now = now
+        self.report = RetentionReport(dryrun=options.dryrun)
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the run to stop: no new object is examined, and the run fails."""
+        self._stopping.set()
+
+    def preflight(self) -> None:
+        """Both buckets usable, and the destination has Object Lock: before any change."""
+        self.source_hook.check_access(self.source.bucket, self.source.prefix)
+        self.dest_hook.check_access(self.dest.bucket, self.dest.prefix)
+        self.dest_hook.check_object_lock(self.dest.bucket)
+
+    def _keys(self) -> Iterator[str]:
+        if self.keys is not None:
+            yield from self.keys
+            return
+        for entry in self.source_hook.iter_entries(self.source.bucket, self.source.prefix):
+            yield entry.key
+
+    def run(self) -> RetentionReport:
+        """Preflight, then examine every key with bounded concurrency; raise naming failures."""
+        self.preflight()
+        limit = self.options.max_concurrency
+        slots = threading.BoundedSemaphore(limit * 2)  # examined + queued: memory stays flat
+        listing_error: BaseException | None = None
+
+        def release(_: Future[None]) -> None:
+            slots.release()
+
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="s3sync-retention") as pool:
+            keys = self._keys()
+            while not self._stopping.is_set():
+                try:
+                    key = next(keys)
+                except StopIteration:
+                    break
+                except Exception as error:  # noqa: BLE001 - a failed listing ends the run, reported below
+                    listing_error = error
+                    self.log.error("listing failed: %s", error)
+                    break
+                slots.acquire()
+                pool.submit(self._examine, key).add_done_callback(release)
+        problems = []
+        if self._stopping.is_set():
+            problems.append("the run was stopped (the task was killed)")
+        if listing_error is not None:
+            problems.append(f"the listing of {self.source.display()} failed ({listing_error})")
+        if self.report.counts["failed"]:
+            problems.append(self.report.failure_message())
+        if problems:
+            raise S3SyncError("retention run failed: " + "; ".join(problems))
+        return self.report
+
+    def _examine(self, key: str) -> None:
+        if self._stopping.is_set():
+            return
+        shown = self.dest.display(key)
+        try:
+            source = self.source_hook.lock_state(self.source.bucket, self.source.object_key(key))
+            dest = self.dest_hook.lock_state(self.dest.bucket, self.dest.object_key(key))
+        except Exception as error:  # noqa: BLE001 - reported as this object's failure
+            self.log.error("lock state of %s failed: %s", key, error)
+            self.report.failed(f"read {key}: {error}")
+            return
+        if source is None or dest is None:
+            where = self.source.display(key) if source is None else shown
+            self.log.warning("skip: %s does not exist", where)
+            self.report.count("skipped")
+            return
+        self._apply(key, shown, source, dest)
+
+    def _apply(self, key: str, shown: str, source: LockState, dest: LockState) -> None:
+        options = self.options
+        decision = decide_lock(
+            source,
+            dest,
+            now=self.now(),
+            copy_legal_hold=options.copy_legal_hold,
+            release_legal_holds=options.release_legal_holds,
+            bypass_governance=options.bypass_governance_retention,
+        )
+        for refusal in decision.refusals:
+            self.log.warning("skip %s: %s: %s", refusal.kind.value, shown, refusal.reason)
+        refused = len(decision.refusals)
+        if decision.unchanged:
+            self.report.count("unchanged")
+            return
+        if not decision.changes:
+            self.report.count("skipped", refused=refused)
+            return
+        prefix = "(dryrun) " if options.dryrun else ""
+        written: list[Change] = []
+        for change in decision.changes:
+            if not options.dryrun:
+                try:
+                    self._write(key, change, dest.version_id)
+                except Exception as error:  # noqa: BLE001 - reported as this object's failure
+                    self.log.error("%s failed: %s %s: %s", change.kind.value, shown, change.describe(), error)
+                    self.report.failed(f"{change.kind.value} {shown}: {error}", changes=written, refused=refused)
+                    return
+            written.append(change)
+            self.log.info("%s%s: %s %s", prefix, change.kind.value, shown, change.describe())
+        self.report.count("applied", changes=written, refused=refused)
+
+    def _write(self, key: str, change: Change, version_id: str | None) -> None:
+        bucket, object_key = self.dest.bucket, self.dest.object_key(key)
+        if change.kind is ChangeKind.RETENTION:
+            assert change.retention is not None
+            self.dest_hook.put_retention(
+                bucket,
+                object_key,
+                change.retention,
+                version_id=version_id,
+                bypass_governance=change.bypass_governance,
+            )
+        else:
+            self.dest_hook.put_legal_hold(bucket, object_key, change.legal_hold, version_id=version_id)
