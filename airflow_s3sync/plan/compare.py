@@ -21,10 +21,14 @@ class CompareMode(Enum):
     DEFAULT = "default"
     SIZE_ONLY = "size_only"
     EXACT_TIMESTAMPS = "exact_timestamps"
+    CHECKSUM = "checksum"  # same size: compare content (beyond the AWS CLI)
 
     @classmethod
-    def from_flags(cls, *, size_only: bool, exact_timestamps: bool) -> CompareMode:
-        """The mode the AWS CLI applies: ``--exact-timestamps`` wins over ``--size-only``."""
+    def from_flags(cls, *, size_only: bool, exact_timestamps: bool, checksum: bool = False) -> CompareMode:
+        """The mode the AWS CLI applies: ``--exact-timestamps`` wins over ``--size-only``;
+        ``checksum`` wins over both."""
+        if checksum:
+            return cls.CHECKSUM
         if exact_timestamps:
             return cls.EXACT_TIMESTAMPS
         if size_only:
@@ -44,6 +48,8 @@ def needs_transfer(src: Entry, dst: Entry, *, direction: Direction, mode: Compar
         return True, f"size differs (source {src.size}, destination {dst.size})"
     if mode is CompareMode.SIZE_ONLY:
         return False, "same size"
+    if mode is CompareMode.CHECKSUM:
+        raise ValueError("CHECKSUM compares content, which needs I/O: the plan yields VERIFY for it")
     delta = (dst.mtime - src.mtime).total_seconds()
     if direction is Direction.DOWNLOAD:
         if mode is CompareMode.EXACT_TIMESTAMPS:

@@ -23,6 +23,7 @@ class ActionKind(Enum):
     DELETE = "delete"  # remove the destination-only item (``delete=True``)
     SKIP = "skip"  # present on both sides and up to date
     REFUSE = "refuse"  # would be transferred, but a safety check refuses it (a warning)
+    VERIFY = "verify"  # same size (``CHECKSUM`` mode): transfer only if the contents differ
 
 
 class RefuseReason(Enum):
@@ -122,8 +123,14 @@ def plan(
             if delete:
                 yield Action(ActionKind.DELETE, pair, "only at the destination")
             continue
+        kind = ActionKind.TRANSFER
         if pair.dst is None:
             transfer, reason = True, "only at the source"
+        elif mode is CompareMode.CHECKSUM and pair.src.size == pair.dst.size:
+            if pair.src.etag and pair.src.etag == pair.dst.etag:
+                transfer, reason = False, "same size and ETag"
+            else:
+                transfer, reason, kind = True, "same size: compare content", ActionKind.VERIFY
         else:
             transfer, reason = needs_transfer(pair.src, pair.dst, direction=direction, mode=mode)
         if not transfer:
@@ -133,4 +140,4 @@ def plan(
         if refusal is not None:
             yield Action(ActionKind.REFUSE, pair, refusal.value, refusal)
         else:
-            yield Action(ActionKind.TRANSFER, pair, reason)
+            yield Action(kind, pair, reason)

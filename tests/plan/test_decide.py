@@ -103,3 +103,24 @@ def test_plan_is_lazy():
 
     steps = plan(endless(), iter(()), direction=Direction.UPLOAD)
     assert [next(steps).key for _ in range(3)] == ["000000000", "000000001", "000000002"]
+
+
+def test_checksum_mode_verifies_same_size_items_unless_their_etags_match():
+    src = [
+        Entry("local", 1, NEW),
+        Entry("other-etag", 1, OLD, "e1"),
+        Entry("resized", 1, OLD),
+        Entry("same-etag", 1, NEW, "e1"),
+    ]
+    dst = [
+        Entry("local", 1, OLD),
+        Entry("other-etag", 1, NEW, "e2"),
+        Entry("resized", 2, NEW),
+        Entry("same-etag", 1, OLD, "e1"),
+    ]
+    assert actions(src, dst, direction=Direction.COPY, mode=CompareMode.CHECKSUM) == [
+        (ActionKind.VERIFY, "local"),
+        (ActionKind.VERIFY, "other-etag"),
+        (ActionKind.TRANSFER, "resized"),
+        (ActionKind.SKIP, "same-etag"),
+    ]

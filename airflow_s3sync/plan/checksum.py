@@ -1,0 +1,121 @@
+"""Compare two objects by content, from what their digests allow (``checksum=True``).
+
+Pure: the I/O layer reads an S3 object's digests with HeadObject (ETag, full-object checksums,
+part size) and hashes a local file for what the other side offers (:func:`local_digest_plan`);
+:func:`compare_digests` then says whether the contents are the same, different, or cannot be
+compared (the caller falls back to size, with a warning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+#: Full-object checksum algorithms, strongest first, as S3 names them (``ChecksumCRC64NVME``, ...).
+CHECKSUM_ALGORITHMS = ("CRC64NVME", "SHA256", "SHA1", "CRC32C", "CRC32")
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
+_MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-(?P<parts>[1-9][0-9]*)$")
+
+
+class Verdict(Enum):
+    """The outcome of a content comparison."""
+
+    SAME = "same"
+    DIFFERENT = "different"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Digests:
+    """What is known of one object's content.
+
+    :param size: its size in bytes.
+    :param md5: the hex MD5 of the whole content (a single-part, non-KMS ETag, or computed).
+    :param multipart_etag: an S3 multipart ETag ``<hex>-<parts>`` (read, or computed).
+    :param part_size: the size of the parts ``multipart_etag`` was made of, when known.
+    :param checksums: full-object checksums by algorithm (``{"CRC32": "base64"}``).
+    """
+
+    size: int
+    md5: str | None = None
+    multipart_etag: str | None = None
+    part_size: int | None = None
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def parts(self) -> int | None:
+        """How many parts the multipart ETag says the object has."""
+        match = _MULTIPART_ETAG.match(self.multipart_etag or "")
+        return int(match["parts"]) if match else None
+
+
+def parse_etag(etag: str | None, *, md5_etag_possible: bool = True) -> tuple[str | None, str | None]:
+    """``(md5, multipart_etag)`` from an S3 ETag: a 32-hex ETag is the MD5 of the content
+    unless the object is encrypted with SSE-KMS or SSE-C (``md5_etag_possible=False``)."""
+    value = (etag or "").strip('"').lower()
+    if _MULTIPART_ETAG.match(value):
+        return None, value
+    if _MD5_ETAG.match(value) and md5_etag_possible:
+        return value, None
+    return None, None
+
+
+def multipart_etag(part_md5s: Iterable[bytes]) -> str:
+    """The ETag S3 gives an object uploaded in parts with these MD5 digests."""
+    digests = list(part_md5s)
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDigestPlan:
+    """What to compute over a local file to compare it with an S3 object.
+
+    :param md5: the MD5 of the whole file.
+    :param part_size: also the multipart ETag with parts of this size.
+    :param algorithm: also this full-object checksum.
+    """
+
+    md5: bool = False
+    part_size: int | None = None
+    algorithm: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing computable would help: the comparison will be by size."""
+        return not self.md5 and self.part_size is None and self.algorithm is None
+
+
+def local_digest_plan(remote: Digests, *, computable: Iterable[str]) -> LocalDigestPlan:
+    """The cheapest computation that can decide against ``remote``: its MD5, else a full-object
+    checksum the machine can compute (``computable``), else its multipart ETag."""
+    if remote.md5 is not None:
+        return LocalDigestPlan(md5=True)
+    available = set(computable)
+    for algorithm in CHECKSUM_ALGORITHMS:
+        if algorithm in remote.checksums and algorithm in available:
+            return LocalDigestPlan(algorithm=algorithm)
+    if remote.multipart_etag is not None and remote.part_size is not None:
+        return LocalDigestPlan(part_size=remote.part_size)
+    return LocalDigestPlan()
+
+
+def compare_digests(a: Digests, b: Digests) -> tuple[Verdict, str]:
+    """Whether ``a`` and ``b`` have the same content, and how that was decided."""
+    if a.size != b.size:
+        return Verdict.DIFFERENT, f"sizes differ ({a.size}, {b.size})"
+    for algorithm in CHECKSUM_ALGORITHMS:
+        if algorithm in a.checksums and algorithm in b.checksums:
+            same = a.checksums[algorithm] == b.checksums[algorithm]
+            return (Verdict.SAME if same else Verdict.DIFFERENT), f"{algorithm} {'equal' if same else 'differs'}"
+    if a.md5 is not None and b.md5 is not None:
+        same = a.md5 == b.md5
+        return (Verdict.SAME if same else Verdict.DIFFERENT), f"MD5 {'equal' if same else 'differs'}"
+    if a.multipart_etag is not None and b.multipart_etag is not None:
+        if a.multipart_etag == b.multipart_etag:
+            return Verdict.SAME, "multipart ETag equal"
+        if a.part_size is not None and a.part_size == b.part_size:
+            return Verdict.DIFFERENT, f"multipart ETag differs (same part size {a.part_size})"
+    return Verdict.UNKNOWN, "no checksum both sides have (different part sizes, SSE-KMS or no full-object checksum)"

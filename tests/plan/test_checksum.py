@@ -1,0 +1,84 @@
+"""Content comparison from digests (checksum=True), without a server."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from airflow_s3sync.plan.checksum import (
+    Digests,
+    LocalDigestPlan,
+    Verdict,
+    compare_digests,
+    local_digest_plan,
+    multipart_etag,
+    parse_etag,
+)
+
+MD5_A = hashlib.md5(b"a").hexdigest()
+MD5_B = hashlib.md5(b"b").hexdigest()
+
+
+def test_parse_etag_tells_md5_from_multipart_and_kms() -> None:
+    assert parse_etag(f'"{MD5_A}"') == (MD5_A, None)
+    assert parse_etag(f'"{MD5_A}-3"') == (None, f"{MD5_A}-3")
+    assert parse_etag(f'"{MD5_A}"', md5_etag_possible=False) == (None, None)
+    assert parse_etag("opaque-provider-etag") == (None, None)
+    assert parse_etag(None) == (None, None)
+
+
+def test_multipart_etag_is_the_md5_of_the_part_md5s() -> None:
+    data = b"x" * 10 + b"y" * 10 + b"z" * 5
+    parts = [hashlib.md5(data[i : i + 10]).digest() for i in range(0, len(data), 10)]
+    expected = hashlib.md5(b"".join(parts)).hexdigest() + "-3"
+    assert multipart_etag(parts) == expected
+    assert Digests(25, multipart_etag=expected).parts == 3
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "verdict"),
+    [
+        (Digests(1, checksums={"CRC32": "x"}), Digests(1, checksums={"CRC32": "x"}), Verdict.SAME),
+        (Digests(1, checksums={"CRC32": "x"}), Digests(1, checksums={"CRC32": "y"}), Verdict.DIFFERENT),
+        # the strongest shared algorithm decides, even when a weaker one is there too
+        (
+            Digests(1, md5=MD5_A, checksums={"CRC64NVME": "n", "CRC32": "x"}),
+            Digests(1, md5=MD5_B, checksums={"CRC64NVME": "n"}),
+            Verdict.SAME,
+        ),
+        (Digests(1, md5=MD5_A), Digests(1, md5=MD5_A), Verdict.SAME),
+        (Digests(1, md5=MD5_A), Digests(1, md5=MD5_B), Verdict.DIFFERENT),
+        (Digests(9, multipart_etag=f"{MD5_A}-2"), Digests(9, multipart_etag=f"{MD5_A}-2"), Verdict.SAME),
+        (
+            Digests(9, multipart_etag=f"{MD5_A}-2", part_size=5),
+            Digests(9, multipart_etag=f"{MD5_B}-2", part_size=5),
+            Verdict.DIFFERENT,
+        ),
+        # different part sizes (or unknown ones): multipart ETags cannot be compared
+        (
+            Digests(9, multipart_etag=f"{MD5_A}-2", part_size=5),
+            Digests(9, multipart_etag=f"{MD5_B}-3", part_size=4),
+            Verdict.UNKNOWN,
+        ),
+        (Digests(9, multipart_etag=f"{MD5_A}-2"), Digests(9, md5=MD5_A), Verdict.UNKNOWN),
+        (Digests(9), Digests(9), Verdict.UNKNOWN),
+        (Digests(9, md5=MD5_A), Digests(8, md5=MD5_A), Verdict.DIFFERENT),
+        (Digests(1, checksums={"CRC32": "x"}), Digests(1, checksums={"CRC32C": "x"}), Verdict.UNKNOWN),
+    ],
+)
+def test_compare_digests(a: Digests, b: Digests, verdict: Verdict) -> None:
+    assert compare_digests(a, b)[0] is verdict
+    assert compare_digests(b, a)[0] is verdict
+
+
+def test_local_digest_plan_picks_what_the_remote_side_can_be_compared_with() -> None:
+    assert local_digest_plan(Digests(1, md5=MD5_A, checksums={"CRC32": "x"}), computable=["CRC32"]) == (
+        LocalDigestPlan(md5=True)
+    )
+    assert local_digest_plan(Digests(1, checksums={"CRC64NVME": "n", "CRC32": "x"}), computable=["CRC32"]) == (
+        LocalDigestPlan(algorithm="CRC32")
+    )
+    remote = Digests(9, multipart_etag=f"{MD5_A}-2", part_size=5)
+    assert local_digest_plan(remote, computable=[]) == LocalDigestPlan(part_size=5)
+    assert local_digest_plan(Digests(9, multipart_etag=f"{MD5_A}-2"), computable=["CRC32"]).empty
