@@ -23,10 +23,11 @@ StartTransfer = Callable[[Sequence[BaseSubscriber]], TransferFuture]
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """What a :data:`PrepareTransfer` decided: how to start the transfer, and what to run once
-    it succeeded (overrides the job's ``after_success``)."""
+    """What a :data:`PrepareTransfer` decided: how to start the transfer (``None`` in a dry
+    run: only report it), and what to run once it succeeded (overrides the job's
+    ``after_success``)."""
 
-    start: StartTransfer
+    start: StartTransfer | None
     after_success: Callable[[], None] | None = None
 
 
@@ -69,7 +70,7 @@ class _JobSubscriber(BaseSubscriber):
         self._lock = threading.Lock()
         self._finished = False
 
-    def finish(self, error: BaseException | None, *, transferred: bool = True) -> None:
+    def finish(self, error: BaseException | None, *, transferred: bool = True, dryrun: bool = False) -> None:
         """Record the job's outcome, once: a cancelled submission can report both through
         ``on_done`` and through the failed submit call."""
         with self._lock:
@@ -77,7 +78,7 @@ class _JobSubscriber(BaseSubscriber):
                 return
             self._finished = True
         try:
-            self._executor.finished(self._job, error, transferred=transferred)
+            self._executor.finished(self._job, error, transferred=transferred, dryrun=dryrun)
         finally:
             if self._on_finish is not None:
                 self._on_finish()
@@ -165,21 +166,27 @@ class TransferExecutor:
             if prepared is None:
                 subscriber.finish(None, transferred=False)
                 return
+            if prepared.start is None:
+                subscriber.finish(None, dryrun=True)
+                return
             if prepared.after_success is not None:
                 subscriber.after_success = prepared.after_success
             prepared.start([subscriber])
         except Exception as error:  # noqa: BLE001 - reported as the item's failure
             subscriber.finish(error)
 
-    def finished(self, job: TransferJob, error: BaseException | None, *, transferred: bool = True) -> None:
-        """Record the outcome of ``job`` and log its line (once per job)."""
+    def finished(
+        self, job: TransferJob, error: BaseException | None, *, transferred: bool = True, dryrun: bool = False
+    ) -> None:
+        """Record the outcome of ``job`` and log its line (once per job): transferred, left
+        alone (``transferred=False``), or only reported (``dryrun``)."""
         verb = job.direction.value
         try:
             if error is None and not transferred:
                 self.report.skipped()
             elif error is None:
                 self.report.transferred(job.direction, job.key)
-                self.log.info("%s: %s", verb, job.line)
+                self.log.info("%s%s: %s", "(dryrun) " if dryrun else "", verb, job.line)
             else:
                 self.report.failed(f"{verb} {job.line}: {error}")
                 self.log.error("%s failed: %s %s", verb, job.line, error)

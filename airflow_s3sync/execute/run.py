@@ -18,8 +18,9 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.deletes import DeleteQueue
 from airflow_s3sync.execute.executor import Prepared, StartTransfer, TransferExecutor, TransferJob
 from airflow_s3sync.execute.report import SyncReport
+from airflow_s3sync.hooks.digest import COMPUTABLE_CHECKSUMS, ContentHasher, HashingReader, file_digests
 from airflow_s3sync.hooks.local import LocalTree
-from airflow_s3sync.hooks.s3 import S3SyncHook
+from airflow_s3sync.hooks.s3 import OBJECT_PROPERTIES, S3SyncHook
 from airflow_s3sync.locations import LocalLocation, Location, S3Location
 from airflow_s3sync.plan import (
     Action,
@@ -32,12 +33,13 @@ from airflow_s3sync.plan import (
     RefuseReason,
     plan,
 )
-from airflow_s3sync.plan.lock import decide_lock, write_time_lock
+from airflow_s3sync.plan.checksum import Digests, Verdict, compare_digests, local_digest_plan, parse_etag
+from airflow_s3sync.plan.lock import LockState, decide_lock, write_time_lock
 
 #: Object properties that, given for a copy, replace the source's instead of being ignored.
-_COPY_PROPERTIES = frozenset(
-    {"CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage", "ContentType", "Expires", "Metadata"}
-)
+_COPY_PROPERTIES = frozenset(OBJECT_PROPERTIES)
+#: Copy arguments that only mean something to a server-side copy; a streamed copy drops them.
+_SERVER_SIDE_ONLY = frozenset({"MetadataDirective", "TaggingDirective"})
 _ALLOWED_EXTRA_ARGS = {
     Direction.UPLOAD: frozenset(TransferManager.ALLOWED_UPLOAD_ARGS),
     Direction.COPY: frozenset(TransferManager.ALLOWED_COPY_ARGS),
@@ -172,8 +174,26 @@ class SyncRun:
         self._request_args = request_args(self.direction, options.extra_args)
         # Copies at or above it let s3transfer head the source, so its properties come along.
         self._copy_threshold = dest_hook.multipart_threshold if dest_hook is not None else 0
+        # Between two endpoints (or two sets of credentials) there is no server-side copy: the
+        # bytes stream through this worker.
+        self._stream = source_hook is not None and dest_hook is not None and not source_hook.same_service_as(dest_hook)
+        self._stream_args = self._streamed_upload_args(options.extra_args) if self._stream else {}
         self._trees: list[LocalTree] = []
         self._stopping = threading.Event()
+
+    @property
+    def streams(self) -> bool:
+        """Whether S3 -> S3 copies stream through this worker (two endpoints) instead of
+        running server-side."""
+        return self._stream
+
+    @staticmethod
+    def _streamed_upload_args(extra_args: Mapping[str, Any]) -> dict[str, Any]:
+        args = {name: value for name, value in extra_args.items() if name not in _SERVER_SIDE_ONLY}
+        unusable = sorted(set(args) - _ALLOWED_EXTRA_ARGS[Direction.UPLOAD])
+        if unusable:
+            raise S3SyncError(f"extra_args {unusable} only apply to server-side copies, not between two endpoints")
+        return args
 
     def stop(self) -> None:
         """Ask the run to stop: no new transfer or delete starts, and the run fails.
@@ -284,21 +304,25 @@ class SyncRun:
         return action.key, action.reason
 
     def _transfer(self, action: Action, executor: TransferExecutor) -> None:
-        src = action.pair.src
+        src, dst = action.pair.src, action.pair.dst
         assert src is not None
         key = action.key
         line = f"{self.source.display(key)} to {self.dest.display(key)}"
         self.log.debug("%s %s: %s", self.direction.value, key, action.reason)
+        if self.direction is Direction.COPY and src.size >= self._copy_threshold and not self._stream:
+            job = TransferJob(self.direction, key, None, None, line)
+        else:
+            job = TransferJob(self.direction, key, src.size, src.etag, line)
+        if action.kind is ActionKind.VERIFY:
+            assert dst is not None
+            executor.submit_prepared(job, lambda: self._if_content_differs(src, dst, line))
+            return
         if self.options.dryrun:
             self.report.transferred(self.direction, key)
             self.log.info("(dryrun) %s: %s", self.direction.value, line)
             return
-        if self.direction is Direction.COPY and src.size >= self._copy_threshold:
-            job = TransferJob(self.direction, key, None, None, line)
-        else:
-            job = TransferJob(self.direction, key, src.size, src.etag, line)
-        if self.options.copy_object_lock:
-            executor.submit_prepared(job, lambda: self._locked_copy(src))
+        if self._stream or self.options.copy_object_lock:
+            executor.submit_prepared(job, lambda: self._prepare(src, line))
             return
         try:
             start, after_success = self._starter(src, line)
@@ -307,8 +331,53 @@ class SyncRun:
             return
         executor.submit(replace(job, after_success=after_success), start)
 
+    def _prepare(self, src: Entry, line: str) -> Prepared:
+        """In a worker: what the transfer of ``src`` needs to look up first, then its start."""
+        if self._stream:
+            return self._streamed_copy(src)
+        if self.options.copy_object_lock:
+            return self._locked_copy(src)
+        return Prepared(*self._starter(src, line))
+
+    def _if_content_differs(self, src: Entry, dst: Entry, line: str) -> Prepared | None:
+        """In a worker (``checksum=True``): compare the contents of a same-size pair; transfer
+        only if they differ. When no checksum allows a comparison, the sizes decide, with a
+        warning."""
+        verdict, reason = self._compare_content(src, dst)
+        if verdict is Verdict.SAME:
+            self.log.debug("skip %s: same content (%s)", src.key, reason)
+            return None
+        if verdict is Verdict.UNKNOWN:
+            self.report.warned()
+            self.log.warning("warning: compared %s by size only (weak): %s", line, reason)
+            return None
+        self.log.debug("%s %s: content differs (%s)", self.direction.value, src.key, reason)
+        if self.options.dryrun:
+            return Prepared(None)
+        return self._prepare(src, line)
+
+    def _compare_content(self, src: Entry, dst: Entry) -> tuple[Verdict, str]:
+        source, dest = self.source, self.dest
+        if isinstance(source, S3Location) and isinstance(dest, S3Location):
+            assert self.source_hook is not None and self.dest_hook is not None
+            a = self.source_hook.digests(source.bucket, source.object_key(src.key))
+            b = self.dest_hook.digests(dest.bucket, dest.object_key(dst.key))
+            return compare_digests(a, b)
+        if isinstance(source, LocalLocation):
+            assert isinstance(dest, S3Location) and self.dest_hook is not None
+            path = os.path.join(source.path, *src.key.split("/"))
+            remote = self.dest_hook.digests(dest.bucket, dest.object_key(dst.key))
+        else:
+            assert isinstance(dest, LocalLocation) and self.source_hook is not None
+            path = self._tree_of(dest).path_for(dst.key)
+            remote = self.source_hook.digests(source.bucket, source.object_key(src.key))
+        digest_plan = local_digest_plan(remote, computable=COMPUTABLE_CHECKSUMS)
+        if digest_plan.empty:
+            return Verdict.UNKNOWN, "the object has neither an MD5 ETag nor a checksum this machine can compute"
+        return compare_digests(file_digests(path, digest_plan), remote)
+
     def _locked_copy(self, src: Entry) -> Prepared:
-        """In a worker: read the source's lock state, then copy with it.
+        """In a worker: read the source's lock state, then copy server-side with it.
 
         The lock goes with the write (CopyObject headers) so the new version is never unlocked;
         for a multipart copy it is applied again once the object is complete, because some
@@ -323,19 +392,8 @@ class SyncRun:
             raise S3SyncError(f"{source.display(src.key)} disappeared before it could be copied")
         lock_args = write_time_lock(state, now=datetime.now(UTC))
         args = {**self._request_args, **lock_args}
-        copy, source_hook, dest_hook = self.dest_hook.copy, self.source_hook, self.dest_hook
+        copy, source_hook = self.dest_hook.copy, self.source_hook
         multipart = src.size >= self._copy_threshold
-
-        def apply_lock() -> None:
-            written = dest_hook.lock_state(dest.bucket, dest_key)
-            if written is None:
-                raise S3SyncError(f"{dest.display(src.key)} is missing after its copy")
-            decision = decide_lock(state, written, now=datetime.now(UTC))
-            for change in decision.changes:
-                if change.retention is not None:
-                    dest_hook.put_retention(dest.bucket, dest_key, change.retention, version_id=written.version_id)
-                else:
-                    dest_hook.put_legal_hold(dest.bucket, dest_key, change.legal_hold, version_id=written.version_id)
 
         def start(subs: Sequence[BaseSubscriber]) -> TransferFuture:
             return copy(
@@ -347,7 +405,79 @@ class SyncRun:
                 subscribers=subs,
             )
 
-        return Prepared(start, after_success=apply_lock if multipart and lock_args else None)
+        after_success = (lambda: self._apply_lock(state, dest_key)) if multipart and lock_args else None
+        return Prepared(start, after_success=after_success)
+
+    def _apply_lock(self, state: LockState, dest_key: str) -> None:
+        """Give the object just written at ``dest_key`` the lock ``state`` where it lacks it."""
+        dest, hook = self.dest, self.dest_hook
+        assert isinstance(dest, S3Location) and hook is not None
+        written = hook.lock_state(dest.bucket, dest_key)
+        if written is None:
+            raise S3SyncError(f"s3://{dest.bucket}/{dest_key} is missing after it was written")
+        for change in decide_lock(state, written, now=datetime.now(UTC)).changes:
+            if change.retention is not None:
+                hook.put_retention(dest.bucket, dest_key, change.retention, version_id=written.version_id)
+            else:
+                hook.put_legal_hold(dest.bucket, dest_key, change.legal_hold, version_id=written.version_id)
+
+    def _streamed_copy(self, src: Entry) -> Prepared:
+        """In a worker: open the source object (GetObject, conditional on the listed ETag) and
+        start uploading its bytes to the destination endpoint as they arrive — in parts above
+        the multipart threshold, never on disk. The source's properties (Content-Type,
+        Cache-Control, Content-Encoding, ..., user metadata) and, with ``copy_object_lock``, its
+        lock go with the upload; what was written is verified afterwards."""
+        source, dest = self.source, self.dest
+        assert isinstance(source, S3Location) and isinstance(dest, S3Location)
+        assert self.source_hook is not None and self.dest_hook is not None
+        dest_key, dest_hook = dest.object_key(src.key), self.dest_hook
+        response = self.source_hook.open_object(source.bucket, source.object_key(src.key), etag=src.etag)
+        args = dict(self._stream_args)
+        if not _COPY_PROPERTIES & set(args):
+            args.update({name: response[name] for name in OBJECT_PROPERTIES if response.get(name) is not None})
+        state = LockState.from_head(response)
+        lock_args = write_time_lock(state, now=datetime.now(UTC)) if self.options.copy_object_lock else {}
+        args.update(lock_args)
+        size = int(response["ContentLength"])
+        part_size = dest_hook.part_size_for(size)
+        reader = HashingReader(response["Body"], ContentHasher(part_size=part_size))
+        source_md5, _ = parse_etag(
+            response.get("ETag"),
+            md5_etag_possible=response.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
+            and not response.get("SSECustomerAlgorithm"),
+        )
+
+        def start(subs: Sequence[BaseSubscriber]) -> TransferFuture:
+            return dest_hook.upload_stream(reader, dest.bucket, dest_key, extra_args=args, subscribers=subs)
+
+        def after_success() -> None:
+            reader.close()
+            self._verify_written(reader.hasher.digests(), source_md5, dest_key)
+            if lock_args and part_size is not None:
+                self._apply_lock(state, dest_key)
+
+        return Prepared(start, after_success=after_success)
+
+    def _verify_written(self, sent: Digests, source_md5: str | None, dest_key: str) -> None:
+        """Check a streamed object: the bytes read match the source's MD5 (when its ETag is
+        one), and the destination holds as many bytes with a matching ETag (when its ETag is an
+        MD5 or a multipart ETag of our parts). Raise naming the mismatch."""
+        dest, hook = self.dest, self.dest_hook
+        assert isinstance(dest, S3Location) and hook is not None
+        where = f"s3://{dest.bucket}/{dest_key}"
+        if source_md5 is not None and sent.md5 != source_md5:
+            raise S3SyncError(f"verification failed: the bytes read (MD5 {sent.md5}) are not the source's {source_md5}")
+        written = hook.digests(dest.bucket, dest_key, find_part_size=False)
+        if written.size != sent.size:
+            raise S3SyncError(f"verification failed: {where} has {written.size} bytes, {sent.size} were sent")
+        if written.md5 is not None and written.md5 != sent.md5:
+            raise S3SyncError(f"verification failed: {where} has MD5 {written.md5}, the data sent {sent.md5}")
+        if written.multipart_etag is not None and sent.multipart_etag is not None:
+            if written.multipart_etag != sent.multipart_etag:
+                raise S3SyncError(
+                    f"verification failed: {where} has ETag {written.multipart_etag}, "
+                    f"the parts sent make {sent.multipart_etag}"
+                )
 
     def _starter(self, src: Entry, line: str) -> tuple[StartTransfer, Callable[[], None] | None]:
         """The call that starts transferring ``src`` (``line`` in the log), and what to do once

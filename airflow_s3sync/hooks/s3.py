@@ -17,8 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from s3transfer.futures import TransferFuture
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
+from s3transfer.utils import ChunksizeAdjuster
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, parse_etag
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.lock import LockState, Retention
 
@@ -36,6 +38,17 @@ _EXPLAINED_CODES = {
     "AuthorizationHeaderMalformed": "the bucket is in another region: set the connection's or the operator's region",
     "IllegalLocationConstraintException": "the bucket is in another region: set the region to the bucket's",
 }
+#: Object properties S3 keeps with an object, carried by copies between endpoints.
+OBJECT_PROPERTIES = (
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+    "ContentType",
+    "Expires",
+    "Metadata",
+)
+_KMS_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
 _NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"})
 #: Writes that carry Object Lock settings and so need an integrity header.
 _LOCK_WRITES = ("PutObjectRetention", "PutObjectLegalHold", "CopyObject", "PutObject", "CreateMultipartUpload")
@@ -240,14 +253,79 @@ class S3SyncHook(S3Hook):
                     storage_class=obj.get("StorageClass"),
                 )
 
+    def same_service_as(self, other: S3SyncHook) -> bool:
+        """Whether ``other`` reaches the same endpoint with the same credentials, so that one
+        of them can copy server-side between their buckets. Regions may differ: S3 copies
+        across regions itself."""
+        if self.aws_conn_id == other.aws_conn_id:
+            return True
+        endpoint = self.conn_config.get_service_endpoint_url(service_name="s3")
+        if endpoint != other.conn_config.get_service_endpoint_url(service_name="s3"):
+            return False
+        try:
+            mine, theirs = self.get_credentials(), other.get_credentials()
+        except (BotoCoreError, ClientError):
+            return False  # cannot tell: streaming works in every case
+        return mine is not None and theirs is not None and mine.access_key == theirs.access_key
+
+    def digests(self, bucket: str, key: str, *, find_part_size: bool = True) -> Digests:
+        """What one HeadObject (with ``ChecksumMode``) tells of an object's content: an MD5 ETag,
+        a multipart ETag, full-object checksums; and, for a multipart ETag with
+        ``find_part_size``, the part size (a HeadObject of part 1)."""
+        response = self.conn.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        return self._digests_of(response, bucket, key, find_part_size=find_part_size)
+
+    def _digests_of(self, response: dict[str, Any], bucket: str, key: str, *, find_part_size: bool) -> Digests:
+        md5_possible = response.get("ServerSideEncryption") not in _KMS_ENCRYPTION and not response.get(
+            "SSECustomerAlgorithm"
+        )
+        md5, composite = parse_etag(response.get("ETag"), md5_etag_possible=md5_possible)
+        checksums = {}
+        if composite is None or response.get("ChecksumType") == "FULL_OBJECT":
+            for algorithm in CHECKSUM_ALGORITHMS:
+                value = response.get(f"Checksum{algorithm}")
+                if value and "-" not in value:
+                    checksums[algorithm] = value
+        digests = Digests(int(response["ContentLength"]), md5, composite, None, checksums)
+        if composite is not None and find_part_size:
+            part = self.conn.head_object(Bucket=bucket, Key=key, PartNumber=1)
+            if part.get("PartsCount") == digests.parts:
+                digests = Digests(digests.size, md5, composite, int(part["ContentLength"]), checksums)
+        return digests
+
+    def open_object(self, bucket: str, key: str, *, etag: str | None = None) -> dict[str, Any]:
+        """Start reading an object (GetObject): the response, whose ``Body`` streams the data.
+
+        With ``etag`` the read is conditional on it (``If-Match``): an object replaced since
+        it was listed fails instead of being copied half old, half new.
+        """
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if etag:
+            args["IfMatch"] = etag
+        return self.conn.get_object(**args)
+
+    def part_size_for(self, size: int) -> int | None:
+        """The part size a streamed upload of ``size`` bytes uses, or ``None`` below the
+        multipart threshold (s3transfer's own rule, so computed ETags match)."""
+        config = self.sync_transfer_config
+        if size < config.multipart_threshold:
+            return None
+        return ChunksizeAdjuster().adjust_chunksize(config.multipart_chunksize, size)
+
     @cached_property
     def sync_transfer_config(self) -> TransferConfig:
         """The transfer settings: the connection's ``service_config.s3.transfer_config_args``,
-        overridden by the hook's ``transfer_config_args``, with ``max_concurrency`` by default."""
+        overridden by the hook's ``transfer_config_args``, with ``max_concurrency`` by default.
+
+        Streamed uploads keep at most ``max_in_memory_upload_chunks`` parts in memory, by
+        default ``max_concurrency``: memory stays within concurrency x part size."""
         settings = dict(self.service_config.get("transfer_config_args", {}))
         settings.update(self._transfer_config_args)
         settings.setdefault("max_concurrency", self.max_concurrency)
-        return TransferConfig(**settings)
+        in_memory = settings.pop("max_in_memory_upload_chunks", settings["max_concurrency"])
+        config = TransferConfig(**settings)
+        config.max_in_memory_upload_chunks = in_memory  # s3transfer's setting, not in boto3's constructor
+        return config
 
     @cached_property
     def transfer_manager(self) -> TransferManager:
@@ -284,6 +362,22 @@ class S3SyncHook(S3Hook):
             if guessed:
                 args["ContentType"] = guessed
         return self.transfer_manager.upload(path, bucket, key, extra_args=args, subscribers=list(subscribers))
+
+    def upload_stream(
+        self,
+        stream: Any,
+        bucket: str,
+        key: str,
+        *,
+        extra_args: dict[str, Any],
+        subscribers: Sequence[BaseSubscriber],
+    ) -> TransferFuture:
+        """Start uploading what ``stream`` (a file object read once, front to back) yields to
+        ``bucket``/``key``: PutObject below the multipart threshold, parts above it, with at
+        most ``max_in_memory_upload_chunks`` parts in memory and nothing on disk."""
+        return self.transfer_manager.upload(
+            stream, bucket, key, extra_args=dict(extra_args), subscribers=list(subscribers)
+        )
 
     def copy(
         self,

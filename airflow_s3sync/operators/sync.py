@@ -9,7 +9,6 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.report import check_changed_keys_limit
 from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_object_lock, check_extra_args, direction_of
 from airflow_s3sync.hooks.s3 import S3SyncHook
@@ -20,7 +19,11 @@ from airflow_s3sync.plan import CompareMode, build_rules
 class S3SyncOperator(BaseOperator):
     """Sync a local directory or S3 prefix to another, with the semantics of ``aws s3 sync``.
 
-    local dir -> S3 (upload), S3 -> S3 (server-side copy), S3 -> local dir (download).
+    local dir -> S3 (upload), S3 -> S3 (copy), S3 -> local dir (download). S3 -> S3 copies run
+    server-side when both connections reach the same endpoint with the same credentials
+    (CopyObject, UploadPartCopy in parts above the multipart threshold); otherwise the bytes
+    stream through the worker (GetObject -> PutObject or parts, memory bounded by the parts in
+    flight, nothing on disk), carrying the source's properties and verified once written.
     Every action is logged as the line ``aws s3 sync`` prints (``upload: ./a.txt to
     s3://b/a.txt``, ``(dryrun) `` in front in a dry run). Failed transfers fail the task after
     the others finished, naming them; deletes run last and only when every listing and
@@ -41,6 +44,10 @@ class S3SyncOperator(BaseOperator):
     :param size_only: compare sizes only (``--size-only``).
     :param exact_timestamps: for downloads, transfer same-size items whose times differ at all
         (``--exact-timestamps``).
+    :param checksum: decide same-size items by content instead of time: full-object checksums
+        (CRC64NVME, SHA256, SHA1, CRC32C, CRC32) when both sides have one, MD5 ETags against
+        each other or a local file's MD5, multipart ETags when the part size can be known;
+        otherwise by size, with a warning that the comparison was weak.
     :param dryrun: log what would be done and change nothing (``--dryrun``).
     :param max_delete: refuse to delete more than this many items; checked before the first.
     :param max_concurrency: parallel transfer requests per side.
@@ -83,6 +90,7 @@ class S3SyncOperator(BaseOperator):
         filters: Sequence[Sequence[str]] | None = None,
         size_only: bool = False,
         exact_timestamps: bool = False,
+        checksum: bool = False,
         dryrun: bool = False,
         max_delete: int | None = None,
         max_concurrency: int = 10,
@@ -106,6 +114,7 @@ class S3SyncOperator(BaseOperator):
         self.filters = filters
         self.size_only = size_only
         self.exact_timestamps = exact_timestamps
+        self.checksum = checksum
         self.dryrun = dryrun
         self.max_delete = max_delete
         self.max_concurrency = max_concurrency
@@ -173,11 +182,11 @@ class S3SyncOperator(BaseOperator):
         source, dest = locations
         rules = build_rules(exclude=self.exclude, include=self.include, filters=self.filters)
         source_hook, dest_hook = self.source_hook, self.dest_hook
-        if source_hook is not None and dest_hook is not None:
-            _require_same_endpoint(source_hook, dest_hook)
         options = SyncOptions(
             delete=self.delete,
-            mode=CompareMode.from_flags(size_only=self.size_only, exact_timestamps=self.exact_timestamps),
+            mode=CompareMode.from_flags(
+                size_only=self.size_only, exact_timestamps=self.exact_timestamps, checksum=self.checksum
+            ),
             rules=tuple(rules),
             dryrun=self.dryrun,
             max_delete=self.max_delete,
@@ -213,17 +222,3 @@ class S3SyncOperator(BaseOperator):
         if ti is not None:
             ti.xcom_push(key="changed_keys", value=changed_keys)
         return summary
-
-
-def _require_same_endpoint(source_hook: S3SyncHook, dest_hook: S3SyncHook) -> None:
-    """S3 -> S3 copies run server-side at the destination endpoint, so both sides must be on it."""
-    if source_hook.aws_conn_id == dest_hook.aws_conn_id:
-        return
-    source_endpoint = source_hook.conn_config.get_service_endpoint_url(service_name="s3")
-    dest_endpoint = dest_hook.conn_config.get_service_endpoint_url(service_name="s3")
-    if source_endpoint != dest_endpoint:
-        raise S3SyncError(
-            f"source connection {source_hook.aws_conn_id!r} ({source_endpoint or 'AWS'}) and dest connection "
-            f"{dest_hook.aws_conn_id!r} ({dest_endpoint or 'AWS'}) are different endpoints: server-side copies "
-            "need one endpoint; streaming between endpoints is not supported yet"
-        )

@@ -1,0 +1,167 @@
+"""Between endpoints, across regions, through access points, and big objects (real servers over HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+
+import pytest
+
+from airflow_s3sync import S3SyncOperator
+from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.hooks.digest import ContentHasher
+from tests.conftest import new_bucket
+from tests.support import S3Server, use_connection
+
+MIB = 1024 * 1024
+PROPERTIES = {
+    "ContentType": "text/csv",
+    "CacheControl": "max-age=60",
+    "ContentEncoding": "identity",
+    "ContentDisposition": "inline",
+    "ContentLanguage": "en",
+    "Metadata": {"owner": "data-platform"},
+}
+
+
+def sync(**kwargs) -> dict:
+    return S3SyncOperator(task_id="sync", **kwargs).execute({})
+
+
+def requests_of(hook, operation: str) -> list[dict]:
+    """Record the parameters of every ``operation`` request the hook's client makes."""
+    seen: list[dict] = []
+    hook.conn.meta.events.register(f"provide-client-params.s3.{operation}", lambda params, **_: seen.append(params))
+    return seen
+
+
+@pytest.fixture
+def endpoints(moto: S3Server, rclone: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, S3Server]:
+    use_connection(monkeypatch, "s3_moto", moto.connection_json())
+    use_connection(monkeypatch, "s3_rclone", rclone.connection_json())
+    return {"moto": moto, "rclone": rclone}
+
+
+@pytest.mark.parametrize(("source_name", "dest_name"), [("moto", "rclone"), ("rclone", "moto")])
+def test_streams_between_two_s3_implementations_without_temporary_files(
+    endpoints, source_name, dest_name, tmp_path, monkeypatch, logs
+):
+    source, dest = endpoints[source_name], endpoints[dest_name]
+    src, dst = new_bucket(source), new_bucket(dest)
+    big = os.urandom(40 * MIB)
+    source.client().put_object(Bucket=src, Key="data/big.bin", Body=big)
+    source.client().put_object(Bucket=src, Key="data/small.csv", Body=b"a,b\n1,2\n", **PROPERTIES)
+    # rclone keeps sub-second times and moto whole seconds: a copy made within the same second
+    # as the source could look older than it to the time rule (and be copied once more).
+    time.sleep(1.1)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    operator = S3SyncOperator(
+        task_id="sync",
+        source=f"s3://{src}/data/",
+        dest=f"s3://{dst}/data/",
+        source_aws_conn_id=f"s3_{source_name}",
+        dest_aws_conn_id=f"s3_{dest_name}",
+    )
+    server_side_copies = requests_of(operator.dest_hook, "CopyObject") + requests_of(
+        operator.dest_hook, "UploadPartCopy"
+    )
+    parts = requests_of(operator.dest_hook, "UploadPart")
+    summary = operator.execute({})
+
+    assert (summary["copied"], summary["failed"], summary["bytes_transferred"]) == (2, 0, len(big) + 8)
+    assert server_side_copies == []
+    assert len(parts) == 5  # 40 MiB in 8 MiB parts
+    assert list(scratch.iterdir()) == []
+    client = dest.client()
+    body = client.get_object(Bucket=dst, Key="data/big.bin")["Body"].read()
+    assert hashlib.md5(body).digest() == hashlib.md5(big).digest()
+    small = client.get_object(Bucket=dst, Key="data/small.csv")
+    assert small["Body"].read() == b"a,b\n1,2\n"
+    for name, value in PROPERTIES.items():
+        if name == "Metadata":
+            assert {k.lower(): v for k, v in small["Metadata"].items()} == value
+        else:
+            assert small[name] == value, name
+    assert sorted(logs.actions()) == [
+        f"copy: s3://{src}/data/big.bin to s3://{dst}/data/big.bin",
+        f"copy: s3://{src}/data/small.csv to s3://{dst}/data/small.csv",
+    ]
+
+    again = sync(
+        source=f"s3://{src}/data/",
+        dest=f"s3://{dst}/data/",
+        source_aws_conn_id=f"s3_{source_name}",
+        dest_aws_conn_id=f"s3_{dest_name}",
+    )
+    assert (again["copied"], again["skipped"]) == (0, 2)
+
+
+def test_a_streamed_object_that_does_not_verify_fails_naming_it(endpoints, monkeypatch):
+    """What the destination holds is checked against what was read; a difference fails the object."""
+    src, dst = new_bucket(endpoints["moto"]), new_bucket(endpoints["rclone"])
+    endpoints["moto"].client().put_object(Bucket=src, Key="k", Body=b"payload")
+    original = ContentHasher.update
+    monkeypatch.setattr(ContentHasher, "update", lambda self, data: original(self, data[::-1]))
+    with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed"):
+        sync(source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_moto", dest_aws_conn_id="s3_rclone")
+
+
+def test_same_endpoint_multipart_copy_runs_server_side_in_parts(moto, monkeypatch):
+    conn = {
+        "service_config": {
+            "s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB, "multipart_chunksize": 5 * MIB}}
+        }
+    }
+    use_connection(monkeypatch, "aws_default", moto.connection_json(**conn))
+    src, dst = new_bucket(moto), new_bucket(moto)
+    data = os.urandom(12 * MIB)
+    moto.client().put_object(Bucket=src, Key="big", Body=data, ContentType="application/x-parquet")
+    operator = S3SyncOperator(task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}")
+    part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
+    reads = requests_of(operator.source_hook, "GetObject")
+    assert operator.execute({})["copied"] == 1
+    assert len(part_copies) == 3 and reads == []
+    written = moto.client().get_object(Bucket=dst, Key="big")
+    assert written["ETag"].strip('"').endswith("-3")
+    assert written["ContentType"] == "application/x-parquet"
+    assert written["Body"].read() == data
+
+
+def test_regions_override_the_connections(moto, monkeypatch):
+    use_connection(monkeypatch, "aws_default", moto.connection_json(region="eu-central-1"))
+    src = new_bucket(moto, region="us-west-2")
+    dst = new_bucket(moto, region="us-east-1")
+    moto.client("us-west-2").put_object(Bucket=src, Key="k", Body=b"x")
+    operator = S3SyncOperator(
+        task_id="sync",
+        source=f"s3://{src}",
+        dest=f"s3://{dst}",
+        source_region_name="us-west-2",
+        dest_region_name="us-east-1",
+    )
+    scopes: dict[str, list[str]] = {"source": [], "dest": []}
+    for side, hook in (("source", operator.source_hook), ("dest", operator.dest_hook)):
+        hook.conn.meta.events.register(
+            "before-send.s3",
+            lambda request, side=side, **_: scopes[side].append(
+                request.headers["Authorization"].decode().split("/")[2]
+            ),
+        )
+    assert operator.execute({})["copied"] == 1
+    assert set(scopes["source"]) == {"us-west-2"} and set(scopes["dest"]) == {"us-east-1"}
+    assert moto.client().get_object(Bucket=dst, Key="k")["Body"].read() == b"x"
+
+
+def test_an_access_point_arn_reaches_botocore_as_the_bucket(moto_default, tmp_path):
+    arn = "arn:aws:s3:us-east-1:123456789012:accesspoint/my-access-point"
+    operator = S3SyncOperator(task_id="sync", source=f"s3://{arn}/data/", dest=str(tmp_path))
+    listings = requests_of(operator.source_hook, "ListObjectsV2")
+    with pytest.raises(S3SyncError):  # the local server is no access point endpoint
+        operator.execute({})
+    assert listings and listings[0]["Bucket"] == arn and listings[0]["Prefix"] == "data/"
