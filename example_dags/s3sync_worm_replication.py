@@ -10,10 +10,11 @@ silently lose its retention. Two DAGs keep it:
   (``keys=None``), so replicas stay in step when a retention was extended or a legal hold
   placed at the source without the data changing.
 
-Both destination buckets must have Object Lock enabled (a clear error otherwise, before any
-change). COMPLIANCE retention is never shortened or weakened, GOVERNANCE is never shortened
-and holds are never released — unless ``bypass_governance_retention`` / ``release_legal_holds``
-say so. The sync does not delete: a replica of WORM data keeps what it was given.
+The destination bucket must have Object Lock enabled: the retention tasks fail with a clear
+error before writing any retention otherwise (the plain sync upstream does not check it).
+COMPLIANCE retention is never shortened or weakened, GOVERNANCE is never shortened and holds are
+never released — unless ``bypass_governance_retention`` / ``release_legal_holds`` say so.
+The sync does not delete: a replica of WORM data keeps what it was given.
 ``S3SyncOperator(copy_object_lock=True)`` instead locks each object as it is written, with no
 window in which the new replica is unlocked; the daily scan is useful with either.
 

@@ -24,8 +24,8 @@ StartTransfer = Callable[[Sequence[BaseSubscriber]], TransferFuture]
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """What a :data:`PrepareTransfer` decided: how to start the transfer (``None`` in a dry
-    run: only report it), and what to run once it succeeded (overrides the job's
-    ``after_success``)."""
+    run: only report it), and what to run once it succeeded (used instead of the job's
+    ``after_success`` when set)."""
 
     start: StartTransfer | None
     after_success: Callable[[], None] | None = None
@@ -156,9 +156,13 @@ class TransferExecutor:
         with self._idle:
             self._in_flight += 1
         subscriber = _JobSubscriber(self, job, on_finish=self._prepared_slots.release)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="s3sync-prepare")
-        self._pool.submit(self._run_prepared, job, prepare, subscriber)
+        try:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="s3sync-prepare")
+            self._pool.submit(self._run_prepared, job, prepare, subscriber)
+        except BaseException as error:
+            subscriber.finish(error)
+            raise
 
     def _run_prepared(self, job: TransferJob, prepare: PrepareTransfer, subscriber: _JobSubscriber) -> None:
         try:
@@ -172,7 +176,7 @@ class TransferExecutor:
             if prepared.after_success is not None:
                 subscriber.after_success = prepared.after_success
             prepared.start([subscriber])
-        except Exception as error:  # noqa: BLE001 - reported as the item's failure
+        except BaseException as error:  # noqa: BLE001 - reported as the item's failure; wait() must not hang
             subscriber.finish(error)
 
     def finished(

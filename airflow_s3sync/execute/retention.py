@@ -13,7 +13,7 @@ from typing import Any
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location
-from airflow_s3sync.plan.lock import Change, ChangeKind, LockState, decide_lock
+from airflow_s3sync.plan.lock import Change, ChangeKind, decide_lock
 
 
 @dataclass(frozen=True)
@@ -35,31 +35,40 @@ class RetentionOptions:
 
 
 class RetentionReport:
-    """Thread-safe per-object tally. Each object counts once: ``failed`` if a request failed,
-    else ``applied`` if anything was written, else ``skipped`` if a difference was refused (or
-    the object is missing on a side), else ``unchanged``. ``refused`` counts every refusal."""
+    """Thread-safe tally, one count per log line: ``applied`` counts writes (retention or legal
+    hold; ``retention_set`` + ``legal_hold_set``), ``skipped`` counts refusals and objects
+    missing on a side, ``unchanged`` counts objects that needed nothing, ``failed`` counts
+    objects a request failed for; ``objects`` counts the objects examined."""
 
     def __init__(self, *, dryrun: bool, failure_limit: int = 50) -> None:
         self.dryrun = dryrun
         self._lock = threading.Lock()
-        self.counts = dict.fromkeys(("applied", "unchanged", "skipped", "failed"), 0)
+        self.counts = dict.fromkeys(("applied", "unchanged", "skipped", "failed", "objects"), 0)
         self.changes = dict.fromkeys(("retention", "legal_hold"), 0)
-        self.refused = 0
         self.failures: list[str] = []
         self._failure_limit = failure_limit
 
-    def count(self, outcome: str, *, changes: Iterable[Change] = (), refused: int = 0) -> None:
-        """Record one object's outcome."""
+    def examined(self, *, unchanged: bool = False) -> None:
+        """Count one object examined (``unchanged``: nothing to do for it)."""
         with self._lock:
-            self.counts[outcome] += 1
-            self.refused += refused
-            for change in changes:
-                self.changes["retention" if change.kind is ChangeKind.RETENTION else "legal_hold"] += 1
+            self.counts["objects"] += 1
+            self.counts["unchanged"] += unchanged
 
-    def failed(self, description: str, *, changes: Iterable[Change] = (), refused: int = 0) -> None:
-        """Record one failed object; ``description`` names it and the error."""
-        self.count("failed", changes=changes, refused=refused)
+    def applied(self, change: Change) -> None:
+        """Count one write (or, in a dry run, one planned write)."""
         with self._lock:
+            self.counts["applied"] += 1
+            self.changes["retention" if change.kind is ChangeKind.RETENTION else "legal_hold"] += 1
+
+    def skipped(self) -> None:
+        """Count one refusal, or one object missing on a side."""
+        with self._lock:
+            self.counts["skipped"] += 1
+
+    def failed(self, description: str) -> None:
+        """Count one failed object; ``description`` names it and the error."""
+        with self._lock:
+            self.counts["failed"] += 1
             if len(self.failures) < self._failure_limit:
                 self.failures.append(description)
 
@@ -70,7 +79,6 @@ class RetentionReport:
                 **self.counts,
                 "retention_set": self.changes["retention"],
                 "legal_hold_set": self.changes["legal_hold"],
-                "refused": self.refused,
                 "dryrun": self.dryrun,
             }
 
@@ -172,22 +180,21 @@ class RetentionRun:
     def _examine(self, key: str) -> None:
         if self._stopping.is_set():
             return
-        shown = self.dest.display(key)
         try:
-            source = self.source_hook.lock_state(self.source.bucket, self.source.object_key(key))
-            dest = self.dest_hook.lock_state(self.dest.bucket, self.dest.object_key(key))
+            self._examine_one(key)
         except Exception as error:  # noqa: BLE001 - reported as this object's failure
-            self.log.error("lock state of %s failed: %s", key, error)
-            self.report.failed(f"read {key}: {error}")
-            return
-        if source is None or dest is None:
-            where = self.source.display(key) if source is None else shown
-            self.log.warning("skip: %s does not exist", where)
-            self.report.count("skipped")
-            return
-        self._apply(key, shown, source, dest)
+            self.log.error("retention of %s failed: %s", self.dest.display(key), error)
+            self.report.failed(f"{self.dest.display(key)}: {error}")
 
-    def _apply(self, key: str, shown: str, source: LockState, dest: LockState) -> None:
+    def _examine_one(self, key: str) -> None:
+        shown = self.dest.display(key)
+        source = self.source_hook.lock_state(self.source.bucket, self.source.object_key(key))
+        dest = self.dest_hook.lock_state(self.dest.bucket, self.dest.object_key(key))
+        if source is None or dest is None:
+            self.report.examined()
+            self.report.skipped()
+            self.log.warning("skip: %s does not exist", self.source.display(key) if source is None else shown)
+            return
         options = self.options
         decision = decide_lock(
             source,
@@ -197,28 +204,16 @@ class RetentionRun:
             release_legal_holds=options.release_legal_holds,
             bypass_governance=options.bypass_governance_retention,
         )
+        self.report.examined(unchanged=decision.unchanged)
         for refusal in decision.refusals:
+            self.report.skipped()
             self.log.warning("skip %s: %s: %s", refusal.kind.value, shown, refusal.reason)
-        refused = len(decision.refusals)
-        if decision.unchanged:
-            self.report.count("unchanged")
-            return
-        if not decision.changes:
-            self.report.count("skipped", refused=refused)
-            return
         prefix = "(dryrun) " if options.dryrun else ""
-        written: list[Change] = []
         for change in decision.changes:
             if not options.dryrun:
-                try:
-                    self._write(key, change, dest.version_id)
-                except Exception as error:  # noqa: BLE001 - reported as this object's failure
-                    self.log.error("%s failed: %s %s: %s", change.kind.value, shown, change.describe(), error)
-                    self.report.failed(f"{change.kind.value} {shown}: {error}", changes=written, refused=refused)
-                    return
-            written.append(change)
+                self._write(key, change, dest.version_id)  # a failure ends this object's writes
+            self.report.applied(change)
             self.log.info("%s%s: %s %s", prefix, change.kind.value, shown, change.describe())
-        self.report.count("applied", changes=written, refused=refused)
 
     def _write(self, key: str, change: Change, version_id: str | None) -> None:
         bucket, object_key = self.dest.bucket, self.dest.object_key(key)

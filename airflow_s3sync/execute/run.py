@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from s3transfer.futures import TransferFuture
 from s3transfer.manager import TransferManager
@@ -63,6 +64,8 @@ class SyncOptions:
     :param changed_keys_limit: how many written keys the report keeps.
     :param copy_object_lock: give each object written the source's retention and legal hold
         (S3 to S3 only).
+    :param copy_tags: give each object copied the source's tags also where S3 does not copy
+        them itself: multipart and streamed copies (S3 to S3 only).
     :param max_concurrency: parallel transfers per side (and worker threads for what a
         transfer must look up first).
     """
@@ -77,6 +80,7 @@ class SyncOptions:
     progress_interval: float = 5.0
     changed_keys_limit: int = 10_000
     copy_object_lock: bool = False
+    copy_tags: bool = False
     max_concurrency: int = 10
 
 
@@ -119,13 +123,14 @@ def check_extra_args(direction: Direction, extra_args: Mapping[str, Any]) -> Non
         )
 
 
-def check_copy_object_lock(direction: Direction, copy_object_lock: bool) -> None:
-    """Object Lock settings can only be carried from an S3 source to an S3 destination."""
-    if copy_object_lock and direction is not Direction.COPY:
-        raise S3SyncError(
-            f"copy_object_lock=True needs an S3 source and an S3 destination, not a {direction.value}: "
-            "local files have no Object Lock settings"
-        )
+def check_copy_object_lock(direction: Direction, copy_object_lock: bool, copy_tags: bool = False) -> None:
+    """Object Lock settings and tags can only be carried from an S3 source to an S3 destination."""
+    for name, value in (("copy_object_lock", copy_object_lock), ("copy_tags", copy_tags)):
+        if value and direction is not Direction.COPY:
+            raise S3SyncError(
+                f"{name}=True needs an S3 source and an S3 destination, not a {direction.value}: "
+                "local files have no Object Lock settings or tags"
+            )
 
 
 def _raise(error: BaseException) -> StartTransfer:
@@ -160,7 +165,7 @@ class SyncRun:
     ) -> None:
         self.direction = direction_of(source, dest)
         check_extra_args(self.direction, options.extra_args)
-        check_copy_object_lock(self.direction, options.copy_object_lock)
+        check_copy_object_lock(self.direction, options.copy_object_lock, options.copy_tags)
         for location, hook, side in ((source, source_hook, "source"), (dest, dest_hook, "dest")):
             if isinstance(location, S3Location) and hook is None:
                 raise S3SyncError(f"the S3 {side} {location.raw!r} needs a hook")
@@ -321,7 +326,11 @@ class SyncRun:
             self.report.transferred(self.direction, key)
             self.log.info("(dryrun) %s: %s", self.direction.value, line)
             return
-        if self._stream or self.options.copy_object_lock:
+        if (
+            self._stream
+            or self.options.copy_object_lock
+            or (self.options.copy_tags and src.size >= self._copy_threshold)
+        ):
             executor.submit_prepared(job, lambda: self._prepare(src, line))
             return
         try:
@@ -335,8 +344,8 @@ class SyncRun:
         """In a worker: what the transfer of ``src`` needs to look up first, then its start."""
         if self._stream:
             return self._streamed_copy(src)
-        if self.options.copy_object_lock:
-            return self._locked_copy(src)
+        if self.direction is Direction.COPY:
+            return self._server_side_copy(src)
         return Prepared(*self._starter(src, line))
 
     def _if_content_differs(self, src: Entry, dst: Entry, line: str) -> Prepared | None:
@@ -376,24 +385,29 @@ class SyncRun:
             return Verdict.UNKNOWN, "the object has neither an MD5 ETag nor a checksum this machine can compute"
         return compare_digests(file_digests(path, digest_plan), remote)
 
-    def _locked_copy(self, src: Entry) -> Prepared:
-        """In a worker: read the source's lock state, then copy server-side with it.
+    def _server_side_copy(self, src: Entry) -> Prepared:
+        """In a worker: read what the copy must carry besides the data, then copy server-side.
 
-        The lock goes with the write (CopyObject headers) so the new version is never unlocked;
-        for a multipart copy it is applied again once the object is complete, because some
-        servers (moto among them) drop lock headers given to CreateMultipartUpload.
+        With ``copy_object_lock`` the source's lock goes with the write (CopyObject headers),
+        so the new version is never unlocked; a multipart copy gets it again once complete,
+        because some servers (moto among them) drop lock headers given to
+        CreateMultipartUpload. With ``copy_tags``, a multipart copy (which S3 does not tag)
+        gets the source's tags once complete; CopyObject copies them itself.
         """
         source, dest = self.source, self.dest
         assert isinstance(source, S3Location) and isinstance(dest, S3Location)
         assert self.source_hook is not None and self.dest_hook is not None
         source_key, dest_key = source.object_key(src.key), dest.object_key(src.key)
-        state = self.source_hook.lock_state(source.bucket, source_key)
-        if state is None:
-            raise S3SyncError(f"{source.display(src.key)} disappeared before it could be copied")
-        lock_args = write_time_lock(state, now=datetime.now(UTC))
-        args = {**self._request_args, **lock_args}
-        copy, source_hook = self.dest_hook.copy, self.source_hook
         multipart = src.size >= self._copy_threshold
+        state, lock_args = None, {}
+        if self.options.copy_object_lock:
+            state = self.source_hook.lock_state(source.bucket, source_key)
+            if state is None:
+                raise S3SyncError(f"{source.display(src.key)} disappeared before it could be copied")
+            lock_args = write_time_lock(state, now=datetime.now(UTC))
+        tags = self._source_tags(source_key) if multipart else None
+        args = {**self._request_args, **lock_args}
+        copy, source_hook, dest_hook = self.dest_hook.copy, self.source_hook, self.dest_hook
 
         def start(subs: Sequence[BaseSubscriber]) -> TransferFuture:
             return copy(
@@ -405,8 +419,20 @@ class SyncRun:
                 subscribers=subs,
             )
 
-        after_success = (lambda: self._apply_lock(state, dest_key)) if multipart and lock_args else None
+        def after_success() -> None:
+            if tags:
+                dest_hook.put_tags(dest.bucket, dest_key, tags)
+            if state is not None and lock_args and multipart:
+                self._apply_lock(state, dest_key)
+
         return Prepared(start, after_success=after_success)
+
+    def _source_tags(self, source_key: str) -> list[dict[str, str]] | None:
+        """The source object's tags, when ``copy_tags`` asks for them and ``extra_args`` gives none."""
+        if not self.options.copy_tags or "Tagging" in self.options.extra_args:
+            return None
+        assert isinstance(self.source, S3Location) and self.source_hook is not None
+        return self.source_hook.object_tags(self.source.bucket, source_key)
 
     def _apply_lock(self, state: LockState, dest_key: str) -> None:
         """Give the object just written at ``dest_key`` the lock ``state`` where it lacks it."""
@@ -415,7 +441,20 @@ class SyncRun:
         written = hook.lock_state(dest.bucket, dest_key)
         if written is None:
             raise S3SyncError(f"s3://{dest.bucket}/{dest_key} is missing after it was written")
-        for change in decide_lock(state, written, now=datetime.now(UTC)).changes:
+        decision = decide_lock(state, written, now=datetime.now(UTC))
+        for refusal in decision.refusals:  # e.g. a stronger default retention of the bucket
+            self.report.warned()
+            self.log.warning(
+                "warning: skip %s: s3://%s/%s: %s", refusal.kind.value, dest.bucket, dest_key, refusal.reason
+            )
+        for change in decision.changes:
+            self.log.debug(
+                "%s: s3://%s/%s %s (after a multipart write)",
+                change.kind.value,
+                dest.bucket,
+                dest_key,
+                change.describe(),
+            )
             if change.retention is not None:
                 hook.put_retention(dest.bucket, dest_key, change.retention, version_id=written.version_id)
             else:
@@ -438,6 +477,9 @@ class SyncRun:
         state = LockState.from_head(response)
         lock_args = write_time_lock(state, now=datetime.now(UTC)) if self.options.copy_object_lock else {}
         args.update(lock_args)
+        tags = self._source_tags(source.object_key(src.key))
+        if tags:
+            args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
         size = int(response["ContentLength"])
         part_size = dest_hook.part_size_for(size)
         reader = HashingReader(response["Body"], ContentHasher(part_size=part_size))

@@ -55,13 +55,35 @@ _LOCK_WRITES = ("PutObjectRetention", "PutObjectLegalHold", "CopyObject", "PutOb
 _LOCK_HEADERS = ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold")
 
 
+_CHECKSUM_VALUE_HEADERS = frozenset(
+    f"x-amz-checksum-{name}" for name in ("crc32", "crc32c", "crc64nvme", "sha1", "sha256", "sha512")
+)
+
+
+def _body_bytes(body: Any) -> bytes | None:
+    """The bytes of a request body, leaving a file-like body where it was; ``None`` when it
+    cannot be read twice."""
+    if body is None:
+        return b""
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if all(hasattr(body, name) for name in ("read", "seek", "tell")):
+        position = body.tell()
+        data = body.read()
+        body.seek(position)
+        return data
+    return None
+
+
 def _content_md5(request: Any, *, replace_checksums: bool, **kwargs: Any) -> None:
     """Give a lock-carrying request a Content-MD5 header (before it is signed).
 
-    S3 requires an integrity header on writes that set Object Lock. CopyObject has no body,
-    so botocore sends none: the MD5 of its empty body is added. With ``replace_checksums``
-    (the connection's ``content_md5`` extra), botocore's flexible CRC checksums are replaced
-    by Content-MD5 for providers that reject them.
+    S3 requires an integrity header on writes that set Object Lock. botocore sends a CRC
+    checksum on most of them by default, but none on CopyObject (it has no body) and none at all
+    with ``request_checksum_calculation="when_required"``: then the MD5 of the body is added.
+    With ``replace_checksums`` (the connection's ``content_md5`` extra), botocore's CRC
+    checksums on those writes are replaced by Content-MD5, for providers that reject them.
+    A checksum sent as a trailer of a streamed body is left alone.
     """
     headers = request.headers
     operation = kwargs.get("event_name", "").rsplit(".", 1)[-1]
@@ -69,16 +91,19 @@ def _content_md5(request: Any, *, replace_checksums: bool, **kwargs: Any) -> Non
         name in headers for name in _LOCK_HEADERS
     ):
         return
-    body = request.body
-    if body is not None and not isinstance(body, bytes | bytearray | str):
-        return  # a streamed body: its checksum is computed on the way; leave it
-    has_checksum = any(name.lower().startswith("x-amz-checksum-") for name in headers)
-    if has_checksum and not replace_checksums:
+    names = {name.lower(): name for name in headers.keys()}
+    if "content-md5" in names or "x-amz-trailer" in names:
         return
-    for name in list(headers):
-        if name.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-algorithm")):
-            del headers[name]
-    data = body.encode() if isinstance(body, str) else bytes(body or b"")
+    checksums = [name for lower, name in names.items() if lower in _CHECKSUM_VALUE_HEADERS]
+    if checksums and not replace_checksums:
+        return
+    data = _body_bytes(request.body)
+    if data is None:
+        return
+    for name in checksums:
+        del headers[name]
+    if "x-amz-sdk-checksum-algorithm" in names and checksums:
+        del headers[names["x-amz-sdk-checksum-algorithm"]]
     headers["Content-MD5"] = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
@@ -207,6 +232,14 @@ class S3SyncHook(S3Hook):
                 return None
             raise
         return LockState.from_head(response)
+
+    def object_tags(self, bucket: str, key: str) -> list[dict[str, str]]:
+        """The object's tags (GetObjectTagging): ``[{"Key": ..., "Value": ...}]``."""
+        return list(self.conn.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", []))
+
+    def put_tags(self, bucket: str, key: str, tags: list[dict[str, str]]) -> None:
+        """Replace the object's tags (PutObjectTagging)."""
+        self.conn.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags})
 
     def put_retention(
         self, bucket: str, key: str, retention: Retention, *, version_id: str | None, bypass_governance: bool = False

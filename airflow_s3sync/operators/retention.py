@@ -21,7 +21,7 @@ class ObjectLockRetentionOperator(BaseOperator):
     For each key it reads both sides' lock state with HeadObject and writes what the rules
     allow with PutObjectRetention / PutObjectLegalHold on the destination's current version.
     It never shortens or weakens COMPLIANCE, never removes a retention, shortens GOVERNANCE
-    only with ``bypass_governance_retention=True`` and releases holds only with
+    (or switches it to COMPLIANCE) only with ``bypass_governance_retention=True`` and releases holds only with
     ``release_legal_holds=True`` — whatever the server would accept. Each change is one log
     line (``retention: s3://dst/k GOVERNANCE until 2027-01-01T00:00:00Z``,
     ``legal-hold: s3://dst/k ON``); each refusal is one warning with its reason and does not
@@ -43,8 +43,9 @@ class ObjectLockRetentionOperator(BaseOperator):
     :param dryrun: log what would change, change nothing.
     :param max_concurrency: objects examined in parallel.
 
-    Returns ``applied``, ``unchanged``, ``skipped``, ``failed`` (objects), ``retention_set``,
-    ``legal_hold_set`` (writes), ``refused`` (refusals) and ``dryrun``.
+    Returns ``applied`` (writes: ``retention_set`` + ``legal_hold_set``), ``skipped`` (refusals
+    and objects missing on a side), ``unchanged`` (objects that needed nothing), ``failed``
+    (objects), ``objects`` (examined) and ``dryrun``.
     """
 
     template_fields: Sequence[str] = ("source", "dest", "keys")

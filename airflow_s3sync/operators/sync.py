@@ -60,6 +60,8 @@ class S3SyncOperator(BaseOperator):
     :param copy_object_lock: give every object written the source's retention and legal hold
         (S3 to S3; the destination bucket must have Object Lock, checked before any copy). Set at
         write time with the copy; multipart copies get it again once complete.
+    :param copy_tags: S3 to S3: also give multipart and streamed copies the source's tags
+        (CopyObject copies them by itself; one GetObjectTagging per such object).
 
     Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
     ``failed``, ``bytes_transferred``, ``warnings``, ``dryrun``, ``changed_keys_count``,
@@ -99,6 +101,7 @@ class S3SyncOperator(BaseOperator):
         progress_interval: float = 5.0,
         changed_keys_limit: int = 10_000,
         copy_object_lock: bool = False,
+        copy_tags: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,6 +126,7 @@ class S3SyncOperator(BaseOperator):
         self.progress_interval = progress_interval
         self.changed_keys_limit = changed_keys_limit
         self.copy_object_lock = copy_object_lock
+        self.copy_tags = copy_tags
         self._killed = False
         check_changed_keys_limit(changed_keys_limit)
         if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
@@ -138,7 +142,7 @@ class S3SyncOperator(BaseOperator):
         source, dest = parse_location(self.source), parse_location(self.dest)
         direction = direction_of(source, dest)
         check_extra_args(direction, self.extra_args)
-        check_copy_object_lock(direction, self.copy_object_lock)
+        check_copy_object_lock(direction, self.copy_object_lock, self.copy_tags)
         return source, dest
 
     @cached_property
@@ -195,6 +199,7 @@ class S3SyncOperator(BaseOperator):
             progress_interval=self.progress_interval,
             changed_keys_limit=self.changed_keys_limit,
             copy_object_lock=self.copy_object_lock,
+            copy_tags=self.copy_tags,
             max_concurrency=self.max_concurrency,
         )
         run = self._run = SyncRun(

@@ -123,7 +123,8 @@ def decide_retention(
     """The rules table for retention; ``None`` when nothing is to be done.
 
     Never removes a retention, never weakens or shortens COMPLIANCE, and shortens GOVERNANCE
-    only with ``bypass_governance``.
+    or switches it to COMPLIANCE only with ``bypass_governance`` (S3 asks for the bypass header
+    for both); a switch keeps the later of the two dates.
     """
     if source is None:
         return None
@@ -149,8 +150,15 @@ def decide_retention(
         return Change(ChangeKind.RETENTION, retention=source)
     # The destination is under GOVERNANCE.
     if source.mode is LockMode.COMPLIANCE:
+        # Switching a GOVERNANCE retention's mode needs the bypass header (and permission).
+        if not bypass_governance:
+            return Refusal(
+                ChangeKind.RETENTION,
+                f"the destination is {dest_active}, the source {source}: switching GOVERNANCE to COMPLIANCE "
+                "needs bypass_governance_retention=True",
+            )
         until = source.until if src_until >= dst_until else dest_active.until
-        return Change(ChangeKind.RETENTION, retention=Retention(LockMode.COMPLIANCE, until))
+        return Change(ChangeKind.RETENTION, retention=Retention(LockMode.COMPLIANCE, until), bypass_governance=True)
     if dst_until == src_until:
         return None
     if dst_until < src_until:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -165,3 +166,28 @@ def test_an_access_point_arn_reaches_botocore_as_the_bucket(moto_default, tmp_pa
     with pytest.raises(S3SyncError):  # the local server is no access point endpoint
         operator.execute({})
     assert listings and listings[0]["Bucket"] == arn and listings[0]["Prefix"] == "data/"
+
+
+@pytest.mark.parametrize("copy_tags", [False, True])
+def test_tags_are_an_opt_in_for_streamed_and_multipart_copies(moto, monkeypatch, copy_tags):
+    """rclone serve s3 keeps no tags, so the other side here is moto under another account's
+    credentials: not the same credentials, so the copy streams."""
+    conn = {"service_config": {"s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB}}}}
+    use_connection(monkeypatch, "aws_default", moto.connection_json(**conn))
+    other = json.loads(moto.connection_json(**conn))
+    other["login"] = "another-account-key"
+    use_connection(monkeypatch, "other_account", json.dumps(other))
+    src, dst = new_bucket(moto), new_bucket(moto)
+    client = moto.client()
+    client.put_object(Bucket=src, Key="big", Body=os.urandom(6 * MIB), Tagging="team=data&class=gold")
+    tagged = [{"Key": "class", "Value": "gold"}, {"Key": "team", "Value": "data"}]
+    for dest_conn, streamed in (("aws_default", False), ("other_account", True)):
+        operator = S3SyncOperator(
+            task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}", dest_aws_conn_id=dest_conn, copy_tags=copy_tags
+        )
+        reads = requests_of(operator.source_hook, "GetObject")
+        client.delete_object(Bucket=dst, Key="big")
+        assert operator.execute({})["copied"] == 1
+        assert len(reads) == streamed  # server-side copies read nothing through the worker
+        tags = sorted(client.get_object_tagging(Bucket=dst, Key="big")["TagSet"], key=lambda tag: tag["Key"])
+        assert tags == (tagged if copy_tags else []), dest_conn

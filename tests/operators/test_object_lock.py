@@ -6,6 +6,9 @@ header, so every refusal asserted here is this package's own.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -101,7 +104,13 @@ def test_sync_then_retention_makes_the_destination_match_and_a_rerun_applies_not
     for name in SOURCES:
         key = f"data/{name}.bin"
         assert lock_of(client, dst, key) == lock_of(client, src, key), name
-    assert (first["applied"], first["unchanged"], first["skipped"], first["failed"]) == (4, 1, 0, 0)
+    assert (first["applied"], first["unchanged"], first["skipped"], first["failed"], first["objects"]) == (
+        5,
+        1,
+        0,
+        0,
+        5,
+    )
     assert (first["retention_set"], first["legal_hold_set"]) == (3, 2)
     assert f"retention: s3://{dst}/data/governance.bin GOVERNANCE until {format_date(in_days(30))}" in logs.at("info")
     assert f"legal-hold: s3://{dst}/data/hold.bin ON" in logs.at("info")
@@ -114,7 +123,7 @@ def test_compliance_is_never_weakened_even_though_the_server_would_accept_it(mot
     src, dst, client = pair(moto_default, mode="GOVERNANCE", until=in_days(10))
     set_dest(client, dst, "data/k", mode="COMPLIANCE", until=in_days(20))
     summary = retention(src, dst, bypass_governance_retention=True)
-    assert (summary["skipped"], summary["refused"], summary["applied"]) == (1, 1, 0)
+    assert (summary["skipped"], summary["applied"]) == (1, 0)
     assert lock_of(client, dst, "data/k")[:2] == ("COMPLIANCE", format_date(in_days(20)))
     assert any("COMPLIANCE is never weakened" in line for line in logs.at("warning"))
 
@@ -132,18 +141,30 @@ def test_compliance_is_never_shortened_but_is_extended(moto_default):
     assert lock_of(client, dst, "data/k")[:2] == ("COMPLIANCE", format_date(in_days(40)))
 
 
-def test_compliance_over_governance_keeps_the_later_date(moto_default):
+def test_governance_becomes_compliance_only_with_bypass_keeping_the_later_date(moto_default, logs):
     src, dst, client = pair(moto_default, mode="COMPLIANCE", until=in_days(10))
     set_dest(client, dst, "data/k", mode="GOVERNANCE", until=in_days(20))
-    assert retention(src, dst)["applied"] == 1
+    assert retention(src, dst)["skipped"] == 1
+    assert lock_of(client, dst, "data/k")[:2] == ("GOVERNANCE", format_date(in_days(20)))
+    assert any("switching GOVERNANCE to COMPLIANCE" in line for line in logs.at("warning"))
+
+    operator = ObjectLockRetentionOperator(
+        task_id="retention", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", bypass_governance_retention=True
+    )
+    sent: list[dict] = []
+    operator.dest_hook.conn.meta.events.register(
+        "before-send.s3.PutObjectRetention", lambda request, **_: sent.append(headers_of(request))
+    )
+    assert operator.execute({})["applied"] == 1
     assert lock_of(client, dst, "data/k")[:2] == ("COMPLIANCE", format_date(in_days(20)))
+    assert [headers.get("x-amz-bypass-governance-retention") for headers in sent] == ["true"]
 
 
 def test_governance_is_shortened_only_with_bypass_and_the_bypass_header(moto_default, logs):
     src, dst, client = pair(moto_default, mode="GOVERNANCE", until=in_days(10))
     set_dest(client, dst, "data/k", mode="GOVERNANCE", until=in_days(20))
     refused = retention(src, dst)
-    assert (refused["skipped"], refused["refused"]) == (1, 1)
+    assert (refused["skipped"], refused["applied"]) == (1, 0)
     assert lock_of(client, dst, "data/k")[:2] == ("GOVERNANCE", format_date(in_days(20)))
     assert any("bypass_governance_retention=True" in line for line in logs.at("warning"))
 
@@ -217,7 +238,7 @@ def test_a_missing_object_is_skipped_not_failed(moto_default, logs):
 def test_dryrun_reports_and_changes_nothing(moto_default, logs):
     src, dst, client = pair(moto_default, mode="COMPLIANCE", until=in_days(3), hold=True)
     summary = retention(src, dst, dryrun=True)
-    assert (summary["applied"], summary["dryrun"]) == (1, True)
+    assert (summary["applied"], summary["dryrun"]) == (2, True)
     assert lock_of(client, dst, "data/k") == (None, None, "OFF")
     assert f"(dryrun) legal-hold: s3://{dst}/data/k ON" in logs.at("info")
 
@@ -254,12 +275,12 @@ def test_content_md5_replaces_crc_checksums_on_lock_writes(moto, monkeypatch):
     operator = ObjectLockRetentionOperator(task_id="retention", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/")
     for operation in ("PutObjectRetention", "PutObjectLegalHold"):
         operator.dest_hook.conn.meta.events.register(
-            f"before-send.s3.{operation}", lambda request, **_: sent.append(headers_of(request))
+            f"before-send.s3.{operation}", lambda request, **_: sent.append((headers_of(request), request.body))
         )
-    assert operator.execute({})["applied"] == 1
+    assert operator.execute({})["applied"] == 2
     assert len(sent) == 2
-    for headers in sent:
-        assert "Content-MD5" in headers
+    for headers, body in sent:
+        assert headers["Content-MD5"] == base64.b64encode(hashlib.md5(body).digest()).decode()
         assert not [name for name in headers if name.lower().startswith("x-amz-checksum-")]
     assert lock_of(client, dst, "data/k")[2] == "ON"
 
@@ -271,3 +292,54 @@ def test_checksum_settings_come_from_the_connection_extra(moto, monkeypatch):
     client_config = operator.dest_hook.conn.meta.config
     assert client_config.request_checksum_calculation == "when_required"
     assert client_config.response_checksum_validation == "when_required"
+
+
+INTEGRITY = {
+    "default": {},
+    "when_required": {"config_kwargs": {"request_checksum_calculation": "when_required"}},
+    "content_md5": {"content_md5": True},
+}
+
+
+@pytest.mark.parametrize("integrity", INTEGRITY)
+@pytest.mark.parametrize("size", [100, PART + 1], ids=["single-part", "multipart"])
+def test_copy_object_lock_between_accounts_streams_with_the_lock(moto, monkeypatch, size, integrity):
+    """Another account's credentials: the copy streams (PutObject / multipart upload with lock
+    headers) and every integrity setting gets the lock written."""
+    parts = {"service_config": {"s3": {"transfer_config_args": {"multipart_threshold": PART}}}}
+    use_connection(monkeypatch, "aws_default", moto.connection_json(**parts))
+    other = json.loads(moto.connection_json(**parts, **INTEGRITY[integrity]))
+    other["login"] = "another-account-key"
+    use_connection(monkeypatch, "other_account", json.dumps(other))
+    client = moto.client()
+    src, dst = lock_bucket(moto), lock_bucket(moto)
+    put(client, src, "data/locked", b"x" * size, mode="COMPLIANCE", until=in_days(7), hold=True)
+    operator = S3SyncOperator(
+        task_id="sync",
+        source=f"s3://{src}/data/",
+        dest=f"s3://{dst}/data/",
+        dest_aws_conn_id="other_account",
+        copy_object_lock=True,
+    )
+    reads = []
+    operator.source_hook.conn.meta.events.register("before-send.s3.GetObject", lambda **_: reads.append(1))
+    assert operator.execute({})["copied"] == 1
+    assert reads == [1]  # streamed, not copied server-side
+    assert lock_of(client, dst, "data/locked") == lock_of(client, src, "data/locked")
+
+
+def test_server_side_copy_with_lock_carries_the_md5_of_its_empty_body(moto_default):
+    client = moto_default.client()
+    src, dst = lock_bucket(moto_default), lock_bucket(moto_default)
+    put(client, src, "data/k", mode="GOVERNANCE", until=in_days(1))
+    operator = S3SyncOperator(
+        task_id="sync", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", copy_object_lock=True
+    )
+    sent: list[dict] = []
+    operator.dest_hook.conn.meta.events.register(
+        "before-send.s3.CopyObject", lambda request, **_: sent.append(headers_of(request))
+    )
+    assert operator.execute({})["copied"] == 1
+    [headers] = sent
+    assert headers["Content-MD5"] == base64.b64encode(hashlib.md5(b"").digest()).decode()
+    assert headers["x-amz-object-lock-mode"] == "GOVERNANCE"

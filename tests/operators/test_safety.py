@@ -381,3 +381,27 @@ def test_an_mtime_that_cannot_be_set_is_a_warning_not_a_failure(moto_default, tm
         f"warning: Successfully downloaded s3://{bucket}/k to {tmp_path}/k but was unable to update the last "
         "modified time. Operation not permitted"
     ]
+
+
+class _Abort(BaseException):
+    """Not an Exception: what a worker may meet when the interpreter is going down."""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("error", [RuntimeError("HeadObject failed"), _Abort("stop")], ids=["exception", "base"])
+def test_a_prepared_job_that_fails_is_reported_and_never_hangs_the_run(error):
+    import logging
+
+    from airflow_s3sync.execute.executor import Prepared
+
+    report = SyncReport(dryrun=False)
+
+    def prepare() -> Prepared:
+        raise error
+
+    with TransferExecutor(report, logging.getLogger("test"), workers=1) as executor:
+        for n in range(5):  # more than the 2 x workers slots: a leaked slot would block here
+            executor.submit_prepared(TransferJob(Direction.COPY, f"k{n}", 1, None, f"a{n} to b{n}"), prepare)
+        executor.wait()
+    assert report.failure_count == 5
+    assert str(error) in report.failure_message()
