@@ -4,12 +4,15 @@ Starts moto's S3 server on 127.0.0.1, creates a source bucket with sample data a
 with one stale object, runs ``example_dags/s3sync_hourly_replication.py`` through
 ``airflow dags test`` in a temporary AIRFLOW_HOME, shows the task's ``aws s3 sync`` lines and
 both buckets, then runs it a second time to show that an up-to-date replica costs no copies.
+Last, ``example_dags/s3sync_worm_replication.py`` replicates a WORM bucket (Object Lock) and
+its retention and legal holds, which ``aws s3 sync`` cannot copy.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +21,18 @@ sys.path.insert(0, str(ROOT))
 from tests.support import airflow_home, dag_run_states, moto_server, run_airflow, use_connection  # noqa: E402
 
 DAG_ID = "s3sync_hourly_replication"
-ACTION_PREFIXES = ("copy: ", "delete: ", "upload: ", "download: ", "summary: ", "warning: ")
+WORM_DAG_ID = "s3sync_worm_hourly"
+ACTION_PREFIXES = (
+    "copy: ",
+    "delete: ",
+    "upload: ",
+    "download: ",
+    "summary: ",
+    "warning: ",
+    "retention: ",
+    "legal-hold: ",
+    "skip ",
+)
 
 
 def show_bucket(client, bucket: str) -> None:
@@ -40,10 +54,18 @@ def task_lines(output: str) -> list[str]:
     return lines
 
 
-def run_dag(env: dict[str, str], logical_date: str) -> str:
-    """Run the DAG once; print its task's lines; return the run's state."""
-    result = run_airflow(env, "dags", "test", DAG_ID, logical_date, check=False)
-    states = dag_run_states(env, DAG_ID)
+def show_locks(client, bucket: str) -> None:
+    for obj in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+        head = client.head_object(Bucket=bucket, Key=obj["Key"])
+        until = head.get("ObjectLockRetainUntilDate")
+        lock = f"{head['ObjectLockMode']} until {until:%Y-%m-%d}" if until else "no retention"
+        print(f"    s3://{bucket}/{obj['Key']:<22} {lock}, legal hold {head.get('ObjectLockLegalHoldStatus', 'OFF')}")
+
+
+def run_dag(env: dict[str, str], logical_date: str, dag_id: str = DAG_ID) -> str:
+    """Run the DAG once; print its tasks' lines; return the run's state."""
+    result = run_airflow(env, "dags", "test", dag_id, logical_date, check=False)
+    states = dag_run_states(env, dag_id)
     state = states[-1] if states else "unknown"
     print(f"  DAG run state: {state}")
     for line in task_lines(result.stdout + result.stderr):
@@ -57,7 +79,8 @@ def main() -> int:
     print("Starting an embedded S3 server (moto) on 127.0.0.1 ...")
     with moto_server() as server, airflow_home() as (dags, env):
         print(f"  endpoint {server.endpoint_url}; AIRFLOW_HOME {env['AIRFLOW_HOME']} (database migrated)")
-        shutil.copy(ROOT / "example_dags" / f"{DAG_ID}.py", dags)
+        for name in (DAG_ID, "s3sync_worm_replication"):
+            shutil.copy(ROOT / "example_dags" / f"{name}.py", dags)
         use_connection(env, "aws_default", server.connection_json())
         client = server.client()
         client.create_bucket(Bucket="example-source")
@@ -84,8 +107,28 @@ def main() -> int:
 
         print("\nRunning it again: the replica is up to date, so nothing is copied ...")
         second = run_dag(env, "2026-11-23T11:00:00+00:00")
+
+        print("\nObject Lock: a WORM bucket, replicated with its retention and legal holds ...")
+        for bucket in ("example-worm", "example-worm-replica"):
+            client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        until = datetime.now(UTC) + timedelta(days=365)
+        client.put_object(
+            Bucket="example-worm",
+            Key="records/invoice-1.pdf",
+            Body=b"%PDF invoice",
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=until,
+        )
+        client.put_object(
+            Bucket="example-worm", Key="records/contract.pdf", Body=b"%PDF contract", ObjectLockLegalHoldStatus="ON"
+        )
+        show_locks(client, "example-worm")
+        print(f"\nRunning `airflow dags test {WORM_DAG_ID}` (sync, then retention of the changed keys) ...")
+        worm = run_dag(env, "2026-11-23T12:00:00+00:00", WORM_DAG_ID)
+        print("\nAfter:")
+        show_locks(client, "example-worm-replica")
         print("\nStopping the S3 server.")
-        return 0 if state == second == "success" else 1
+        return 0 if state == second == worm == "success" else 1
 
 
 if __name__ == "__main__":

@@ -24,11 +24,13 @@ StartTransfer = Callable[[Sequence[BaseSubscriber]], TransferFuture]
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """What a :data:`PrepareTransfer` decided: how to start the transfer (``None`` in a dry
-    run: only report it), and what to run once it succeeded (used instead of the job's
-    ``after_success`` when set)."""
+    run: only report it), what to run once it succeeded (used instead of the job's
+    ``after_success`` when set), and what to run when the job ends, however it ends (e.g. close
+    a source stream)."""
 
     start: StartTransfer | None
     after_success: Callable[[], None] | None = None
+    cleanup: Callable[[], None] | None = None
 
 
 #: Run in a worker thread: returns how to start the transfer, or ``None`` when, after a look
@@ -67,6 +69,7 @@ class _JobSubscriber(BaseSubscriber):
         self._job = job
         self._on_finish = on_finish
         self.after_success = job.after_success
+        self.cleanup: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._finished = False
 
@@ -78,6 +81,11 @@ class _JobSubscriber(BaseSubscriber):
                 return
             self._finished = True
         try:
+            if self.cleanup is not None:
+                try:
+                    self.cleanup()
+                except Exception as cleanup_error:  # noqa: BLE001 - the outcome is what matters
+                    self._executor.log.debug("cleanup after %s failed: %s", self._job.line, cleanup_error)
             self._executor.finished(self._job, error, transferred=transferred, dryrun=dryrun)
         finally:
             if self._on_finish is not None:
@@ -173,6 +181,7 @@ class TransferExecutor:
             if prepared.start is None:
                 subscriber.finish(None, dryrun=True)
                 return
+            subscriber.cleanup = prepared.cleanup
             if prepared.after_success is not None:
                 subscriber.after_success = prepared.after_success
             prepared.start([subscriber])

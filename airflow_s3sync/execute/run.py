@@ -21,7 +21,7 @@ from airflow_s3sync.execute.executor import Prepared, StartTransfer, TransferExe
 from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.hooks.digest import COMPUTABLE_CHECKSUMS, ContentHasher, HashingReader, file_digests
 from airflow_s3sync.hooks.local import LocalTree
-from airflow_s3sync.hooks.s3 import OBJECT_PROPERTIES, S3SyncHook
+from airflow_s3sync.hooks.s3 import OBJECT_PROPERTIES, S3SyncHook, etag_may_be_md5
 from airflow_s3sync.locations import LocalLocation, Location, S3Location
 from airflow_s3sync.plan import (
     Action,
@@ -247,6 +247,11 @@ class SyncRun:
     def run(self) -> SyncReport:
         """Preflight, plan and execute; raise :class:`S3SyncError` naming what failed."""
         self.preflight()
+        if not self.options.dryrun:
+            # Created here, once: worker threads use it, and cached_property takes no lock.
+            writer = self.source_hook if self.direction is Direction.DOWNLOAD else self.dest_hook
+            assert writer is not None
+            writer.transfer_manager  # noqa: B018 - created for its side effect
         path_filter = (
             PathFilter(self.options.rules, src_root=self.source.filter_root, dst_root=self.dest.filter_root)
             if self.options.rules
@@ -461,33 +466,31 @@ class SyncRun:
                 hook.put_legal_hold(dest.bucket, dest_key, change.legal_hold, version_id=written.version_id)
 
     def _streamed_copy(self, src: Entry) -> Prepared:
-        """In a worker: open the source object (GetObject, conditional on the listed ETag) and
-        start uploading its bytes to the destination endpoint as they arrive — in parts above
-        the multipart threshold, never on disk. The source's properties (Content-Type,
-        Cache-Control, Content-Encoding, ..., user metadata) and, with ``copy_object_lock``, its
-        lock go with the upload; what was written is verified afterwards."""
+        """In a worker: read the source's properties (HeadObject, conditional on the listed
+        ETag), then start uploading its bytes to the destination endpoint as they arrive — in
+        parts above the multipart threshold, never on disk. The source's properties
+        (Content-Type, Cache-Control, Content-Encoding, ..., user metadata) and, with
+        ``copy_object_lock``, its lock go with the upload; what was written is verified
+        afterwards. The GetObject opens only when the upload starts reading, so no more
+        connections are open than uploads running."""
         source, dest = self.source, self.dest
         assert isinstance(source, S3Location) and isinstance(dest, S3Location)
         assert self.source_hook is not None and self.dest_hook is not None
-        dest_key, dest_hook = dest.object_key(src.key), self.dest_hook
-        response = self.source_hook.open_object(source.bucket, source.object_key(src.key), etag=src.etag)
+        source_key, dest_key, dest_hook = source.object_key(src.key), dest.object_key(src.key), self.dest_hook
+        head = self.source_hook.head_object(source.bucket, source_key, etag=src.etag)
         args = dict(self._stream_args)
         if not _COPY_PROPERTIES & set(args):
-            args.update({name: response[name] for name in OBJECT_PROPERTIES if response.get(name) is not None})
-        state = LockState.from_head(response)
+            args.update({name: head[name] for name in OBJECT_PROPERTIES if head.get(name) is not None})
+        state = LockState.from_head(head)
         lock_args = write_time_lock(state, now=datetime.now(UTC)) if self.options.copy_object_lock else {}
         args.update(lock_args)
-        tags = self._source_tags(source.object_key(src.key))
+        tags = self._source_tags(source_key)
         if tags:
             args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
-        size = int(response["ContentLength"])
-        part_size = dest_hook.part_size_for(size)
-        reader = HashingReader(response["Body"], ContentHasher(part_size=part_size))
-        source_md5, _ = parse_etag(
-            response.get("ETag"),
-            md5_etag_possible=response.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
-            and not response.get("SSECustomerAlgorithm"),
-        )
+        part_size = dest_hook.part_size_for(int(head["ContentLength"]))
+        body = self.source_hook.lazy_body(source.bucket, source_key, etag=head.get("ETag"))
+        reader = HashingReader(body, ContentHasher(part_size=part_size))
+        source_md5, _ = parse_etag(head.get("ETag"), md5_etag_possible=etag_may_be_md5(head))
 
         def start(subs: Sequence[BaseSubscriber]) -> TransferFuture:
             return dest_hook.upload_stream(reader, dest.bucket, dest_key, extra_args=args, subscribers=subs)
@@ -498,7 +501,7 @@ class SyncRun:
             if lock_args and part_size is not None:
                 self._apply_lock(state, dest_key)
 
-        return Prepared(start, after_success=after_success)
+        return Prepared(start, after_success=after_success, cleanup=reader.close)
 
     def _verify_written(self, sent: Digests, source_md5: str | None, dest_key: str) -> None:
         """Check a streamed object: the bytes read match the source's MD5 (when its ETag is

@@ -28,7 +28,9 @@ def _crt(name: str, width: int) -> Callable[[], Any] | None:
         from awscrt import checksums
     except ImportError:
         return None
-    function = getattr(checksums, name)
+    function = getattr(checksums, name, None)
+    if function is None:
+        return None  # an older awscrt
 
     class _CrtChecksum:
         def __init__(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import mimetypes
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from itertools import islice
 from typing import Any
@@ -105,6 +105,43 @@ def _content_md5(request: Any, *, replace_checksums: bool, **kwargs: Any) -> Non
     if "x-amz-sdk-checksum-algorithm" in names and checksums:
         del headers[names["x-amz-sdk-checksum-algorithm"]]
     headers["Content-MD5"] = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def etag_may_be_md5(response: Mapping[str, Any]) -> bool:
+    """Whether the ETag in a HeadObject / GetObject response can be an MD5 (or MD5 of part
+    MD5s): not with SSE-KMS or SSE-C encryption."""
+    return response.get("ServerSideEncryption") not in _KMS_ENCRYPTION and not response.get("SSECustomerAlgorithm")
+
+
+def _conditional(bucket: str, key: str, etag: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if etag:
+        args["IfMatch"] = etag
+    return args
+
+
+class LazyBody:
+    """A read-once file object over an object's data, opened (by ``open_body``) on the first
+    read, so a queued transfer holds no connection."""
+
+    def __init__(self, open_body: Callable[[], Any]) -> None:
+        self._open_body = open_body
+        self._body: Any = None
+        self._closed = False
+
+    def read(self, amount: int | None = None) -> bytes:
+        """Read up to ``amount`` bytes (all that is left if ``None``)."""
+        if self._closed:
+            raise ValueError("read of a closed object stream")
+        if self._body is None:
+            self._body = self._open_body()
+        return self._body.read(amount)
+
+    def close(self) -> None:
+        """Close the stream (a no-op if it was never opened)."""
+        self._closed = True
+        if self._body is not None:
+            self._body.close()
 
 
 class S3SyncHook(S3Hook):
@@ -309,10 +346,7 @@ class S3SyncHook(S3Hook):
         return self._digests_of(response, bucket, key, find_part_size=find_part_size)
 
     def _digests_of(self, response: dict[str, Any], bucket: str, key: str, *, find_part_size: bool) -> Digests:
-        md5_possible = response.get("ServerSideEncryption") not in _KMS_ENCRYPTION and not response.get(
-            "SSECustomerAlgorithm"
-        )
-        md5, composite = parse_etag(response.get("ETag"), md5_etag_possible=md5_possible)
+        md5, composite = parse_etag(response.get("ETag"), md5_etag_possible=etag_may_be_md5(response))
         checksums = {}
         if composite is None or response.get("ChecksumType") == "FULL_OBJECT":
             for algorithm in CHECKSUM_ALGORITHMS:
@@ -326,16 +360,22 @@ class S3SyncHook(S3Hook):
                 digests = Digests(digests.size, md5, composite, int(part["ContentLength"]), checksums)
         return digests
 
+    def head_object(self, bucket: str, key: str, *, etag: str | None = None) -> dict[str, Any]:
+        """HeadObject: size, ETag, properties, lock state. With ``etag`` it is conditional on it
+        (``If-Match``): an object replaced since it was listed fails."""
+        return self.conn.head_object(**_conditional(bucket, key, etag))
+
     def open_object(self, bucket: str, key: str, *, etag: str | None = None) -> dict[str, Any]:
         """Start reading an object (GetObject): the response, whose ``Body`` streams the data.
 
         With ``etag`` the read is conditional on it (``If-Match``): an object replaced since
         it was listed fails instead of being copied half old, half new.
         """
-        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if etag:
-            args["IfMatch"] = etag
-        return self.conn.get_object(**args)
+        return self.conn.get_object(**_conditional(bucket, key, etag))
+
+    def lazy_body(self, bucket: str, key: str, *, etag: str | None = None) -> LazyBody:
+        """The object's data as a file object whose GetObject is sent on the first read."""
+        return LazyBody(lambda: self.open_object(bucket, key, etag=etag)["Body"])
 
     def part_size_for(self, size: int) -> int | None:
         """The part size a streamed upload of ``size`` bytes uses, or ``None`` below the
@@ -350,8 +390,9 @@ class S3SyncHook(S3Hook):
         """The transfer settings: the connection's ``service_config.s3.transfer_config_args``,
         overridden by the hook's ``transfer_config_args``, with ``max_concurrency`` by default.
 
-        Streamed uploads keep at most ``max_in_memory_upload_chunks`` parts in memory, by
-        default ``max_concurrency``: memory stays within concurrency x part size."""
+        Streamed uploads queue at most ``max_in_memory_upload_chunks`` parts in memory (by
+        default ``max_concurrency``), plus one being read per submission thread (s3transfer's
+        ``max_submission_concurrency``, 5)."""
         settings = dict(self.service_config.get("transfer_config_args", {}))
         settings.update(self._transfer_config_args)
         settings.setdefault("max_concurrency", self.max_concurrency)
@@ -407,7 +448,7 @@ class S3SyncHook(S3Hook):
     ) -> TransferFuture:
         """Start uploading what ``stream`` (a file object read once, front to back) yields to
         ``bucket``/``key``: PutObject below the multipart threshold, parts above it, with at
-        most ``max_in_memory_upload_chunks`` parts in memory and nothing on disk."""
+        most ``max_in_memory_upload_chunks`` parts queued in memory and nothing on disk."""
         return self.transfer_manager.upload(
             stream, bucket, key, extra_args=dict(extra_args), subscribers=list(subscribers)
         )

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-#: Full-object checksum algorithms, strongest first, as S3 names them (``ChecksumCRC64NVME``, ...).
-CHECKSUM_ALGORITHMS = ("CRC64NVME", "SHA256", "SHA1", "CRC32C", "CRC32")
+#: Full-object checksum algorithms, strongest first, as S3 names them (``ChecksumSHA256``, ...).
+CHECKSUM_ALGORITHMS = ("SHA256", "SHA1", "CRC64NVME", "CRC32C", "CRC32")
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-(?P<parts>[1-9][0-9]*)$")
 
@@ -53,12 +53,15 @@ class Digests:
 
 
 def parse_etag(etag: str | None, *, md5_etag_possible: bool = True) -> tuple[str | None, str | None]:
-    """``(md5, multipart_etag)`` from an S3 ETag: a 32-hex ETag is the MD5 of the content
-    unless the object is encrypted with SSE-KMS or SSE-C (``md5_etag_possible=False``)."""
+    """``(md5, multipart_etag)`` from an S3 ETag: a 32-hex ETag is the MD5 of the content and
+    ``<hex>-<n>`` the MD5 of its part MD5s, unless the object is encrypted with SSE-KMS or SSE-C
+    (``md5_etag_possible=False``); anything else tells nothing."""
     value = (etag or "").strip('"').lower()
+    if not md5_etag_possible:
+        return None, None  # SSE-KMS / SSE-C ETags, single-part or multipart, are no MD5s
     if _MULTIPART_ETAG.match(value):
         return None, value
-    if _MD5_ETAG.match(value) and md5_etag_possible:
+    if _MD5_ETAG.match(value):
         return value, None
     return None, None
 
@@ -103,19 +106,34 @@ def local_digest_plan(remote: Digests, *, computable: Iterable[str]) -> LocalDig
 
 
 def compare_digests(a: Digests, b: Digests) -> tuple[Verdict, str]:
-    """Whether ``a`` and ``b`` have the same content, and how that was decided."""
+    """Whether ``a`` and ``b`` have the same content, and how that was decided.
+
+    Every digest both sides have is compared: any disagreement means different content;
+    otherwise the strongest agreement decides (a 32-bit CRC only when nothing stronger is shared).
+    """
     if a.size != b.size:
         return Verdict.DIFFERENT, f"sizes differ ({a.size}, {b.size})"
+    shared: list[tuple[str, bool]] = []
     for algorithm in CHECKSUM_ALGORITHMS:
         if algorithm in a.checksums and algorithm in b.checksums:
-            same = a.checksums[algorithm] == b.checksums[algorithm]
-            return (Verdict.SAME if same else Verdict.DIFFERENT), f"{algorithm} {'equal' if same else 'differs'}"
+            shared.append((algorithm, a.checksums[algorithm] == b.checksums[algorithm]))
     if a.md5 is not None and b.md5 is not None:
-        same = a.md5 == b.md5
-        return (Verdict.SAME if same else Verdict.DIFFERENT), f"MD5 {'equal' if same else 'differs'}"
+        shared.append(("MD5", a.md5 == b.md5))
     if a.multipart_etag is not None and b.multipart_etag is not None:
         if a.multipart_etag == b.multipart_etag:
-            return Verdict.SAME, "multipart ETag equal"
-        if a.part_size is not None and a.part_size == b.part_size:
-            return Verdict.DIFFERENT, f"multipart ETag differs (same part size {a.part_size})"
+            shared.append(("multipart ETag", True))
+        elif a.part_size is not None and a.part_size == b.part_size:
+            shared.append((f"multipart ETag (part size {a.part_size})", False))
+    for name, same in shared:
+        if not same:
+            return Verdict.DIFFERENT, f"{name} differs"
+    if shared:
+        strongest = min((name for name, _ in shared), key=_strength)
+        return Verdict.SAME, f"{strongest} equal"
     return Verdict.UNKNOWN, "no checksum both sides have (different part sizes, SSE-KMS or no full-object checksum)"
+
+
+def _strength(name: str) -> int:
+    """Lower is stronger: cryptographic hashes, then MD5-based ETags, then CRCs."""
+    order = ("SHA256", "SHA1", "MD5", "multipart ETag", "CRC64NVME", "CRC32C", "CRC32")
+    return next((rank for rank, prefix in enumerate(order) if name.startswith(prefix)), len(order))

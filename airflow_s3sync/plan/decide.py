@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
+from airflow_s3sync.plan.checksum import parse_etag
 from airflow_s3sync.plan.compare import CompareMode, Direction, needs_transfer
 from airflow_s3sync.plan.entries import Entry, Pair
 from airflow_s3sync.plan.filters import PathFilter
@@ -127,7 +128,7 @@ def plan(
         if pair.dst is None:
             transfer, reason = True, "only at the source"
         elif mode is CompareMode.CHECKSUM and pair.src.size == pair.dst.size:
-            if pair.src.etag and pair.src.etag == pair.dst.etag:
+            if pair.src.etag == pair.dst.etag and parse_etag(pair.src.etag) != (None, None):
                 transfer, reason = False, "same size and ETag"
             else:
                 transfer, reason, kind = True, "same size: compare content", ActionKind.VERIFY

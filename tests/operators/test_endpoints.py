@@ -103,14 +103,50 @@ def test_streams_between_two_s3_implementations_without_temporary_files(
     assert (again["copied"], again["skipped"]) == (0, 2)
 
 
-def test_a_streamed_object_that_does_not_verify_fails_naming_it(endpoints, monkeypatch):
-    """What the destination holds is checked against what was read; a difference fails the object."""
+def test_bytes_read_that_do_not_match_the_source_fail_the_object(endpoints, monkeypatch):
     src, dst = new_bucket(endpoints["moto"]), new_bucket(endpoints["rclone"])
     endpoints["moto"].client().put_object(Bucket=src, Key="k", Body=b"payload")
     original = ContentHasher.update
     monkeypatch.setattr(ContentHasher, "update", lambda self, data: original(self, data[::-1]))
-    with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed"):
+    with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed: the bytes read"):
         sync(source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_moto", dest_aws_conn_id="s3_rclone")
+
+
+@pytest.mark.parametrize(
+    ("size", "field", "message"),
+    [
+        (100, "ContentLength", "has 101 bytes, 100 were sent"),
+        (100, "ETag", "has MD5 0000"),
+        (6 * MIB, "ETag", "has ETag 0000"),
+    ],
+    ids=["size", "md5", "multipart-etag"],
+)
+def test_a_destination_that_does_not_hold_what_was_sent_fails_the_object(endpoints, monkeypatch, size, field, message):
+    """The destination's HeadObject after the upload is what verification trusts: here it
+    reports another size or ETag than the bytes sent (as it would after corruption)."""
+    moto = endpoints["moto"]
+    conn = {"service_config": {"s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB}}}}
+    use_connection(monkeypatch, "s3_moto", moto.connection_json(**conn))
+    src, dst = new_bucket(endpoints["rclone"]), new_bucket(moto)
+    endpoints["rclone"].client().put_object(Bucket=src, Key="k", Body=os.urandom(size))
+    operator = S3SyncOperator(
+        task_id="sync",
+        source=f"s3://{src}",
+        dest=f"s3://{dst}",
+        source_aws_conn_id="s3_rclone",
+        dest_aws_conn_id="s3_moto",
+    )
+
+    def corrupt(parsed, **_):
+        if field == "ContentLength":
+            parsed["ContentLength"] += 1
+        else:
+            parts = parsed["ETag"].strip('"').partition("-")
+            parsed["ETag"] = '"' + "0" * 32 + parts[1] + parts[2] + '"'
+
+    operator.dest_hook.conn.meta.events.register("after-call.s3.HeadObject", corrupt)
+    with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed: .*{message}"):
+        operator.execute({})
 
 
 def test_same_endpoint_multipart_copy_runs_server_side_in_parts(moto, monkeypatch):

@@ -24,6 +24,7 @@ def test_parse_etag_tells_md5_from_multipart_and_kms() -> None:
     assert parse_etag(f'"{MD5_A}"') == (MD5_A, None)
     assert parse_etag(f'"{MD5_A}-3"') == (None, f"{MD5_A}-3")
     assert parse_etag(f'"{MD5_A}"', md5_etag_possible=False) == (None, None)
+    assert parse_etag(f'"{MD5_A}-3"', md5_etag_possible=False) == (None, None)
     assert parse_etag("opaque-provider-etag") == (None, None)
     assert parse_etag(None) == (None, None)
 
@@ -41,10 +42,15 @@ def test_multipart_etag_is_the_md5_of_the_part_md5s() -> None:
     [
         (Digests(1, checksums={"CRC32": "x"}), Digests(1, checksums={"CRC32": "x"}), Verdict.SAME),
         (Digests(1, checksums={"CRC32": "x"}), Digests(1, checksums={"CRC32": "y"}), Verdict.DIFFERENT),
-        # the strongest shared algorithm decides, even when a weaker one is there too
+        # every shared digest counts: a CRC that happens to match does not hide an MD5 that differs
         (
             Digests(1, md5=MD5_A, checksums={"CRC64NVME": "n", "CRC32": "x"}),
             Digests(1, md5=MD5_B, checksums={"CRC64NVME": "n"}),
+            Verdict.DIFFERENT,
+        ),
+        (
+            Digests(1, md5=MD5_A, checksums={"CRC32": "x"}),
+            Digests(1, md5=MD5_A, checksums={"CRC32": "x"}),
             Verdict.SAME,
         ),
         (Digests(1, md5=MD5_A), Digests(1, md5=MD5_A), Verdict.SAME),
@@ -82,3 +88,10 @@ def test_local_digest_plan_picks_what_the_remote_side_can_be_compared_with() -> 
     remote = Digests(9, multipart_etag=f"{MD5_A}-2", part_size=5)
     assert local_digest_plan(remote, computable=[]) == LocalDigestPlan(part_size=5)
     assert local_digest_plan(Digests(9, multipart_etag=f"{MD5_A}-2"), computable=["CRC32"]).empty
+
+
+def test_the_strongest_agreement_is_named() -> None:
+    a = Digests(1, md5=MD5_A, checksums={"SHA256": "s", "CRC32": "x"})
+    assert compare_digests(a, a) == (Verdict.SAME, "SHA256 equal")
+    b = Digests(1, md5=MD5_A, checksums={"CRC32": "x"})
+    assert compare_digests(b, b) == (Verdict.SAME, "MD5 equal")

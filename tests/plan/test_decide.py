@@ -105,18 +105,21 @@ def test_plan_is_lazy():
     assert [next(steps).key for _ in range(3)] == ["000000000", "000000001", "000000002"]
 
 
+E1, E2 = '"' + "1" * 32 + '"', '"' + "2" * 32 + '-2"'
+
+
 def test_checksum_mode_verifies_same_size_items_unless_their_etags_match():
     src = [
         Entry("local", 1, NEW),
-        Entry("other-etag", 1, OLD, "e1"),
+        Entry("other-etag", 1, OLD, E1),
         Entry("resized", 1, OLD),
-        Entry("same-etag", 1, NEW, "e1"),
+        Entry("same-etag", 1, NEW, E1),
     ]
     dst = [
         Entry("local", 1, OLD),
-        Entry("other-etag", 1, NEW, "e2"),
+        Entry("other-etag", 1, NEW, E2),
         Entry("resized", 2, NEW),
-        Entry("same-etag", 1, OLD, "e1"),
+        Entry("same-etag", 1, OLD, E1),
     ]
     assert actions(src, dst, direction=Direction.COPY, mode=CompareMode.CHECKSUM) == [
         (ActionKind.VERIFY, "local"),
@@ -124,3 +127,8 @@ def test_checksum_mode_verifies_same_size_items_unless_their_etags_match():
         (ActionKind.TRANSFER, "resized"),
         (ActionKind.SKIP, "same-etag"),
     ]
+
+
+def test_checksum_mode_does_not_trust_equal_etags_it_cannot_read():
+    src, dst = [Entry("k", 1, OLD, '"opaque"')], [Entry("k", 1, OLD, '"opaque"')]
+    assert actions(src, dst, direction=Direction.COPY, mode=CompareMode.CHECKSUM) == [(ActionKind.VERIFY, "k")]
