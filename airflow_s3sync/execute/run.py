@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -39,6 +40,9 @@ from airflow_s3sync.plan.lock import LockState, decide_lock, write_time_lock
 
 #: Object properties that, given for a copy, replace the source's instead of being ignored.
 _COPY_PROPERTIES = frozenset(OBJECT_PROPERTIES)
+#: Streamed objects up to this size are read whole by one GetObject (at most 2 x max_concurrency
+#: of them are held at once); larger ones are read as the upload consumes them.
+_READ_WHOLE_BELOW = 1024 * 1024
 #: Copy arguments that only mean something to a server-side copy; a streamed copy drops them.
 _SERVER_SIDE_ONLY = frozenset({"MetadataDirective", "TaggingDirective"})
 _ALLOWED_EXTRA_ARGS = {
@@ -183,6 +187,9 @@ class SyncRun:
         # bytes stream through this worker.
         self._stream = source_hook is not None and dest_hook is not None and not source_hook.same_service_as(dest_hook)
         self._stream_args = self._streamed_upload_args(options.extra_args) if self._stream else {}
+        if self._stream:
+            assert dest_hook is not None
+            dest_hook.record_written()
         self._trees: list[LocalTree] = []
         self._stopping = threading.Event()
 
@@ -471,13 +478,20 @@ class SyncRun:
         parts above the multipart threshold, never on disk. The source's properties
         (Content-Type, Cache-Control, Content-Encoding, ..., user metadata) and, with
         ``copy_object_lock``, its lock go with the upload; what was written is verified
-        afterwards. The GetObject opens only when the upload starts reading, so no more
-        connections are open than uploads running."""
+        afterwards. Above ``_READ_WHOLE_BELOW`` bytes the GetObject opens only when the upload
+        starts reading, so no more connections are open than uploads running; below it, one
+        GetObject serves for properties and data."""
         source, dest = self.source, self.dest
         assert isinstance(source, S3Location) and isinstance(dest, S3Location)
         assert self.source_hook is not None and self.dest_hook is not None
         source_key, dest_key, dest_hook = source.object_key(src.key), dest.object_key(src.key), self.dest_hook
-        head = self.source_hook.head_object(source.bucket, source_key, etag=src.etag)
+        if src.size <= _READ_WHOLE_BELOW:
+            # Small: one GetObject gives properties and data; held in memory until written.
+            head = self.source_hook.open_object(source.bucket, source_key, etag=src.etag)
+            body: Any = io.BytesIO(head["Body"].read())
+        else:
+            head = self.source_hook.head_object(source.bucket, source_key, etag=src.etag)
+            body = self.source_hook.lazy_body(source.bucket, source_key, etag=head.get("ETag"))
         args = dict(self._stream_args)
         if not _COPY_PROPERTIES & set(args):
             args.update({name: head[name] for name in OBJECT_PROPERTIES if head.get(name) is not None})
@@ -488,7 +502,6 @@ class SyncRun:
         if tags:
             args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
         part_size = dest_hook.part_size_for(int(head["ContentLength"]))
-        body = self.source_hook.lazy_body(source.bucket, source_key, etag=head.get("ETag"))
         reader = HashingReader(body, ContentHasher(part_size=part_size))
         source_md5, _ = parse_etag(head.get("ETag"), md5_etag_possible=etag_may_be_md5(head))
 
@@ -512,6 +525,15 @@ class SyncRun:
         where = f"s3://{dest.bucket}/{dest_key}"
         if source_md5 is not None and sent.md5 != source_md5:
             raise S3SyncError(f"verification failed: the bytes read (MD5 {sent.md5}) are not the source's {source_md5}")
+        answer = hook.written(dest.bucket, dest_key)
+        if answer is not None:
+            # The write's own answer: an MD5 ETag (or the multipart ETag of our parts) that
+            # matches proves content and size without another request.
+            md5, composite = parse_etag(answer.get("ETag"), md5_etag_possible=etag_may_be_md5(answer))
+            if md5 is not None and md5 == sent.md5:
+                return
+            if composite is not None and composite == sent.multipart_etag:
+                return
         written = hook.digests(dest.bucket, dest_key, find_part_size=False)
         if written.size != sent.size:
             raise S3SyncError(f"verification failed: {where} has {written.size} bytes, {sent.size} were sent")

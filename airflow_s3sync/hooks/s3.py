@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import mimetypes
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from itertools import islice
@@ -113,6 +114,15 @@ def etag_may_be_md5(response: Mapping[str, Any]) -> bool:
     return response.get("ServerSideEncryption") not in _KMS_ENCRYPTION and not response.get("SSECustomerAlgorithm")
 
 
+_TARGET = "s3sync_target"
+_WRITE_ANSWER = ("ETag", "ServerSideEncryption", "SSECustomerAlgorithm")
+
+
+def _remember_target(params: Mapping[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+    """Note which object a write is for, so its answer can be matched to it after the call."""
+    context[_TARGET] = (params.get("Bucket"), params.get("Key"))
+
+
 def _conditional(bucket: str, key: str, etag: str | None) -> dict[str, Any]:
     args: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if etag:
@@ -178,6 +188,8 @@ class S3SyncHook(S3Hook):
         self.max_concurrency = max_concurrency
         self.page_size = page_size
         self._closed = False
+        self._written: dict[tuple[str, str], dict[str, Any]] | None = None
+        self._written_lock = threading.Lock()
 
     def get_client_type(self, *args: Any, **kwargs: Any) -> Any:
         """The boto3 client, with the integrity header Object Lock writes need (see ``_content_md5``).
@@ -193,7 +205,31 @@ class S3SyncHook(S3Hook):
                 f"before-sign.s3.{operation}",
                 lambda request, replace=replace_checksums, **kw: _content_md5(request, replace_checksums=replace, **kw),
             )
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            client.meta.events.register(f"before-parameter-build.s3.{operation}", _remember_target)
+            client.meta.events.register(f"after-call.s3.{operation}", self._record_written)
         return client
+
+    def record_written(self) -> None:
+        """From now on, remember what the server answers to each PutObject and
+        CompleteMultipartUpload (ETag, encryption), for :meth:`written`."""
+        with self._written_lock:
+            if self._written is None:
+                self._written = {}
+
+    def _record_written(self, parsed: Mapping[str, Any], context: Mapping[str, Any], **kwargs: Any) -> None:
+        target = context.get(_TARGET)
+        if target is None or "ETag" not in parsed:
+            return
+        with self._written_lock:
+            if self._written is not None:
+                self._written[target] = {name: parsed[name] for name in _WRITE_ANSWER if name in parsed}
+
+    def written(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """What the server answered to the last write of ``bucket``/``key`` since
+        :meth:`record_written` (ETag, ServerSideEncryption, ...), once; ``None`` if nothing."""
+        with self._written_lock:
+            return None if self._written is None else self._written.pop((bucket, key), None)
 
     @property
     def config(self) -> Config:

@@ -69,14 +69,13 @@ def test_streams_between_two_s3_implementations_without_temporary_files(
         source_aws_conn_id=f"s3_{source_name}",
         dest_aws_conn_id=f"s3_{dest_name}",
     )
-    server_side_copies = requests_of(operator.dest_hook, "CopyObject") + requests_of(
-        operator.dest_hook, "UploadPartCopy"
-    )
+    copies = requests_of(operator.dest_hook, "CopyObject")
+    part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
     parts = requests_of(operator.dest_hook, "UploadPart")
     summary = operator.execute({})
 
     assert (summary["copied"], summary["failed"], summary["bytes_transferred"]) == (2, 0, len(big) + 8)
-    assert server_side_copies == []
+    assert copies == [] and part_copies == []
     assert len(parts) == 5  # 40 MiB in 8 MiB parts
     assert list(scratch.iterdir()) == []
     client = dest.client()
@@ -122,8 +121,8 @@ def test_bytes_read_that_do_not_match_the_source_fail_the_object(endpoints, monk
     ids=["size", "md5", "multipart-etag"],
 )
 def test_a_destination_that_does_not_hold_what_was_sent_fails_the_object(endpoints, monkeypatch, size, field, message):
-    """The destination's HeadObject after the upload is what verification trusts: here it
-    reports another size or ETag than the bytes sent (as it would after corruption)."""
+    """The write's answer and the destination's HeadObject are what verification trusts: here
+    they report another size or ETag than the bytes sent (as they would after corruption)."""
     moto = endpoints["moto"]
     conn = {"service_config": {"s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB}}}}
     use_connection(monkeypatch, "s3_moto", moto.connection_json(**conn))
@@ -138,13 +137,15 @@ def test_a_destination_that_does_not_hold_what_was_sent_fails_the_object(endpoin
     )
 
     def corrupt(parsed, **_):
-        if field == "ContentLength":
+        if field == "ContentLength" and "ContentLength" in parsed:
             parsed["ContentLength"] += 1
-        else:
+        if "ETag" in parsed:
             parts = parsed["ETag"].strip('"').partition("-")
             parsed["ETag"] = '"' + "0" * 32 + parts[1] + parts[2] + '"'
 
-    operator.dest_hook.conn.meta.events.register("after-call.s3.HeadObject", corrupt)
+    events = operator.dest_hook.conn.meta.events
+    for operation in ("PutObject", "CompleteMultipartUpload", "HeadObject"):
+        events.register_first(f"after-call.s3.{operation}", corrupt)
     with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed: .*{message}"):
         operator.execute({})
 
@@ -227,3 +228,20 @@ def test_tags_are_an_opt_in_for_streamed_and_multipart_copies(moto, monkeypatch,
         assert len(reads) == streamed  # server-side copies read nothing through the worker
         tags = sorted(client.get_object_tagging(Bucket=dst, Key="big")["TagSet"], key=lambda tag: tag["Key"])
         assert tags == (tagged if copy_tags else []), dest_conn
+
+
+def test_a_streamed_write_verifies_from_its_own_answer_without_another_request(endpoints):
+    src, dst = new_bucket(endpoints["rclone"]), new_bucket(endpoints["moto"])
+    endpoints["rclone"].client().put_object(Bucket=src, Key="k", Body=b"small")
+    operator = S3SyncOperator(
+        task_id="sync",
+        source=f"s3://{src}",
+        dest=f"s3://{dst}",
+        source_aws_conn_id="s3_rclone",
+        dest_aws_conn_id="s3_moto",
+    )
+    source_heads = requests_of(operator.source_hook, "HeadObject")
+    source_reads = requests_of(operator.source_hook, "GetObject")
+    dest_heads = requests_of(operator.dest_hook, "HeadObject")
+    assert operator.execute({})["copied"] == 1
+    assert (len(source_heads), len(source_reads), len(dest_heads)) == (0, 1, 0)  # one GetObject, one PutObject
