@@ -193,12 +193,6 @@ class SyncRun:
         self._trees: list[LocalTree] = []
         self._stopping = threading.Event()
 
-    @property
-    def streams(self) -> bool:
-        """Whether S3 -> S3 copies stream through this worker (two endpoints) instead of
-        running server-side."""
-        return self._stream
-
     @staticmethod
     def _streamed_upload_args(extra_args: Mapping[str, Any]) -> dict[str, Any]:
         args = {name: value for name, value in extra_args.items() if name not in _SERVER_SIDE_ONLY}
@@ -259,6 +253,11 @@ class SyncRun:
             writer = self.source_hook if self.direction is Direction.DOWNLOAD else self.dest_hook
             assert writer is not None
             writer.transfer_manager  # noqa: B018 - created for its side effect
+        if self._stream:
+            self.log.info(
+                "source and destination are different endpoints or credentials: "
+                "objects stream through this worker (GetObject -> PutObject / multipart upload)"
+            )
         path_filter = (
             PathFilter(self.options.rules, src_root=self.source.filter_root, dst_root=self.dest.filter_root)
             if self.options.rules
