@@ -7,6 +7,7 @@ import hashlib
 import mimetypes
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from itertools import islice
 from typing import Any
@@ -374,14 +375,10 @@ class S3SyncHook(S3Hook):
             return False  # cannot tell: streaming works in every case
         return mine is not None and theirs is not None and mine.access_key == theirs.access_key
 
-    def digests(self, bucket: str, key: str, *, find_part_size: bool = True) -> Digests:
+    def digests(self, bucket: str, key: str) -> Digests:
         """What one HeadObject (with ``ChecksumMode``) tells of an object's content: an MD5 ETag,
-        a multipart ETag, full-object checksums; and, for a multipart ETag with
-        ``find_part_size``, the part size (a HeadObject of part 1)."""
+        a multipart ETag, full-object checksums (see :meth:`with_part_size` for the part size)."""
         response = self.conn.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        return self._digests_of(response, bucket, key, find_part_size=find_part_size)
-
-    def _digests_of(self, response: dict[str, Any], bucket: str, key: str, *, find_part_size: bool) -> Digests:
         md5, composite = parse_etag(response.get("ETag"), md5_etag_possible=etag_may_be_md5(response))
         checksums = {}
         if composite is None or response.get("ChecksumType") == "FULL_OBJECT":
@@ -389,12 +386,17 @@ class S3SyncHook(S3Hook):
                 value = response.get(f"Checksum{algorithm}")
                 if value and "-" not in value:
                     checksums[algorithm] = value
-        digests = Digests(int(response["ContentLength"]), md5, composite, None, checksums)
-        if composite is not None and find_part_size:
-            part = self.conn.head_object(Bucket=bucket, Key=key, PartNumber=1)
-            if part.get("PartsCount") == digests.parts:
-                digests = Digests(digests.size, md5, composite, int(part["ContentLength"]), checksums)
-        return digests
+        return Digests(int(response["ContentLength"]), md5, composite, None, checksums)
+
+    def with_part_size(self, bucket: str, key: str, digests: Digests) -> Digests:
+        """``digests`` with the part size of its multipart ETag, from a HeadObject of part 1
+        (unchanged when the server does not tell, or there are no parts)."""
+        if digests.multipart_etag is None or digests.part_size is not None:
+            return digests
+        part = self.conn.head_object(Bucket=bucket, Key=key, PartNumber=1)
+        if part.get("PartsCount") != digests.parts:
+            return digests
+        return replace(digests, part_size=int(part["ContentLength"]))
 
     def head_object(self, bucket: str, key: str, *, etag: str | None = None) -> dict[str, Any]:
         """HeadObject: size, ETag, properties, lock state. With ``etag`` it is conditional on it
