@@ -6,6 +6,7 @@ import os
 
 from airflow_s3sync import S3SyncOperator
 from tests.conftest import new_bucket, write
+from tests.support import use_connection
 
 
 def sync(**kwargs):
@@ -114,10 +115,13 @@ def test_exclude_directory_on_download(aws_default, tmp_path, monkeypatch, logs)
     assert sorted(os.listdir(tmp_path)) == ["test1.txt"]
 
 
-def test_source_region_and_region(moto_default, logs):
-    src = new_bucket(moto_default, region="us-west-2")
-    dst = new_bucket(moto_default, region="us-east-1")
-    moto_default.client("us-west-2").put_object(Bucket=src, Key="test.txt", Body=b"west")
+def test_source_region_and_region(moto, monkeypatch, logs):
+    """--source-region / --region: each side's requests are signed for its own region, whatever
+    the connection says (here eu-central-1); the copy itself crosses regions server-side."""
+    use_connection(monkeypatch, "aws_default", moto.connection_json(region="eu-central-1"))
+    src = new_bucket(moto, region="us-west-2")
+    dst = new_bucket(moto, region="us-east-1")
+    moto.client("us-west-2").put_object(Bucket=src, Key="test.txt", Body=b"west")
     op = S3SyncOperator(
         task_id="sync",
         source=f"s3://{src}",
@@ -125,11 +129,16 @@ def test_source_region_and_region(moto_default, logs):
         source_region_name="us-west-2",
         dest_region_name="us-east-1",
     )
+    scopes: dict[str, set[str]] = {"source": set(), "dest": set()}
+    for side, hook in (("source", op.source_hook), ("dest", op.dest_hook)):
+        hook.conn.meta.events.register(
+            "before-send.s3",
+            lambda request, side=side, **_: scopes[side].add(request.headers["Authorization"].decode().split("/")[2]),
+        )
 
     op.execute({})
 
     assert logs.actions() == [f"copy: s3://{src}/test.txt to s3://{dst}/test.txt"]
-    assert op.source_hook.conn.meta.region_name == "us-west-2"
-    assert op.dest_hook.conn.meta.region_name == "us-east-1"
-    assert moto_default.client().get_bucket_location(Bucket=src)["LocationConstraint"] == "us-west-2"
-    assert moto_default.client().get_object(Bucket=dst, Key="test.txt")["Body"].read() == b"west"
+    assert scopes == {"source": {"us-west-2"}, "dest": {"us-east-1"}}
+    assert moto.client().get_bucket_location(Bucket=src)["LocationConstraint"] == "us-west-2"
+    assert moto.client().get_object(Bucket=dst, Key="test.txt")["Body"].read() == b"west"

@@ -171,31 +171,6 @@ def test_same_endpoint_multipart_copy_runs_server_side_in_parts(moto, monkeypatc
     assert written["Body"].read() == data
 
 
-def test_regions_override_the_connections(moto, monkeypatch):
-    use_connection(monkeypatch, "aws_default", moto.connection_json(region="eu-central-1"))
-    src = new_bucket(moto, region="us-west-2")
-    dst = new_bucket(moto, region="us-east-1")
-    moto.client("us-west-2").put_object(Bucket=src, Key="k", Body=b"x")
-    operator = S3SyncOperator(
-        task_id="sync",
-        source=f"s3://{src}",
-        dest=f"s3://{dst}",
-        source_region_name="us-west-2",
-        dest_region_name="us-east-1",
-    )
-    scopes: dict[str, list[str]] = {"source": [], "dest": []}
-    for side, hook in (("source", operator.source_hook), ("dest", operator.dest_hook)):
-        hook.conn.meta.events.register(
-            "before-send.s3",
-            lambda request, side=side, **_: scopes[side].append(
-                request.headers["Authorization"].decode().split("/")[2]
-            ),
-        )
-    assert operator.execute({})["copied"] == 1
-    assert set(scopes["source"]) == {"us-west-2"} and set(scopes["dest"]) == {"us-east-1"}
-    assert moto.client().get_object(Bucket=dst, Key="k")["Body"].read() == b"x"
-
-
 def test_an_access_point_arn_reaches_botocore_as_the_bucket(moto_default, tmp_path):
     arn = "arn:aws:s3:us-east-1:123456789012:accesspoint/my-access-point"
     operator = S3SyncOperator(task_id="sync", source=f"s3://{arn}/data/", dest=str(tmp_path))

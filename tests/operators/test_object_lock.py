@@ -68,6 +68,20 @@ def headers_of(request) -> dict[str, str]:
     return {name: value.decode() if isinstance(value, bytes) else value for name, value in request.headers.items()}
 
 
+def sent_requests(hook, *operations: str) -> list[tuple[dict[str, str], bytes | None]]:
+    """Record ``(headers, body)`` of every request of these operations the hook's client sends."""
+    sent: list[tuple[dict[str, str], bytes | None]] = []
+    for operation in operations:
+        hook.conn.meta.events.register(
+            f"before-send.s3.{operation}", lambda request, **_: sent.append((headers_of(request), request.body))
+        )
+    return sent
+
+
+def bypass_headers(sent: list[tuple[dict[str, str], bytes | None]]) -> list[str | None]:
+    return [headers.get("x-amz-bypass-governance-retention") for headers, _ in sent]
+
+
 def retention(src: str, dst: str, **kwargs):
     return ObjectLockRetentionOperator(
         task_id="retention", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", **kwargs
@@ -151,13 +165,10 @@ def test_governance_becomes_compliance_only_with_bypass_keeping_the_later_date(m
     operator = ObjectLockRetentionOperator(
         task_id="retention", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", bypass_governance_retention=True
     )
-    sent: list[dict] = []
-    operator.dest_hook.conn.meta.events.register(
-        "before-send.s3.PutObjectRetention", lambda request, **_: sent.append(headers_of(request))
-    )
+    sent = sent_requests(operator.dest_hook, "PutObjectRetention")
     assert operator.execute({})["applied"] == 1
     assert lock_of(client, dst, "data/k")[:2] == ("COMPLIANCE", format_date(in_days(20)))
-    assert [headers.get("x-amz-bypass-governance-retention") for headers in sent] == ["true"]
+    assert bypass_headers(sent) == ["true"]
 
 
 def test_governance_is_shortened_only_with_bypass_and_the_bypass_header(moto_default, logs):
@@ -168,19 +179,13 @@ def test_governance_is_shortened_only_with_bypass_and_the_bypass_header(moto_def
     assert lock_of(client, dst, "data/k")[:2] == ("GOVERNANCE", format_date(in_days(20)))
     assert any("bypass_governance_retention=True" in line for line in logs.at("warning"))
 
-    sent: list[dict] = []
     operator = ObjectLockRetentionOperator(
-        task_id="retention",
-        source=f"s3://{src}/data/",
-        dest=f"s3://{dst}/data/",
-        bypass_governance_retention=True,
+        task_id="retention", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", bypass_governance_retention=True
     )
-    operator.dest_hook.conn.meta.events.register(
-        "before-send.s3.PutObjectRetention", lambda request, **_: sent.append(headers_of(request))
-    )
+    sent = sent_requests(operator.dest_hook, "PutObjectRetention")
     assert operator.execute({})["applied"] == 1
     assert lock_of(client, dst, "data/k")[:2] == ("GOVERNANCE", format_date(in_days(10)))
-    assert [headers.get("x-amz-bypass-governance-retention") for headers in sent] == ["true"]
+    assert bypass_headers(sent) == ["true"]
 
 
 def test_legal_holds_are_released_only_when_asked(moto_default):
@@ -271,12 +276,8 @@ def test_content_md5_replaces_crc_checksums_on_lock_writes(moto, monkeypatch):
     ``content_md5`` sends Content-MD5 instead, and moto accepts the lock writes."""
     use_connection(monkeypatch, "aws_default", moto.connection_json(content_md5=True))
     src, dst, client = pair(moto, mode="GOVERNANCE", until=in_days(3), hold=True)
-    sent: list[dict] = []
     operator = ObjectLockRetentionOperator(task_id="retention", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/")
-    for operation in ("PutObjectRetention", "PutObjectLegalHold"):
-        operator.dest_hook.conn.meta.events.register(
-            f"before-send.s3.{operation}", lambda request, **_: sent.append((headers_of(request), request.body))
-        )
+    sent = sent_requests(operator.dest_hook, "PutObjectRetention", "PutObjectLegalHold")
     assert operator.execute({})["applied"] == 2
     assert len(sent) == 2
     for headers, body in sent:
@@ -321,10 +322,9 @@ def test_copy_object_lock_between_accounts_streams_with_the_lock(moto, monkeypat
         dest_aws_conn_id="other_account",
         copy_object_lock=True,
     )
-    reads = []
-    operator.source_hook.conn.meta.events.register("before-send.s3.GetObject", lambda **_: reads.append(1))
+    reads = sent_requests(operator.source_hook, "GetObject")
     assert operator.execute({})["copied"] == 1
-    assert reads == [1]  # streamed, not copied server-side
+    assert len(reads) == 1  # streamed, not copied server-side
     assert lock_of(client, dst, "data/locked") == lock_of(client, src, "data/locked")
 
 
@@ -335,11 +335,8 @@ def test_server_side_copy_with_lock_carries_the_md5_of_its_empty_body(moto_defau
     operator = S3SyncOperator(
         task_id="sync", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", copy_object_lock=True
     )
-    sent: list[dict] = []
-    operator.dest_hook.conn.meta.events.register(
-        "before-send.s3.CopyObject", lambda request, **_: sent.append(headers_of(request))
-    )
+    sent = sent_requests(operator.dest_hook, "CopyObject")
     assert operator.execute({})["copied"] == 1
-    [headers] = sent
+    [(headers, _)] = sent
     assert headers["Content-MD5"] == base64.b64encode(hashlib.md5(b"").digest()).decode()
     assert headers["x-amz-object-lock-mode"] == "GOVERNANCE"
