@@ -187,6 +187,10 @@ class SyncRun:
         # bytes stream through this worker.
         self._stream = source_hook is not None and dest_hook is not None and not source_hook.same_service_as(dest_hook)
         self._stream_args = self._streamed_upload_args(options.extra_args) if self._stream else {}
+        # Reading back an object written with a customer key (SSE-C) needs the key again.
+        self._dest_read_args = {
+            name: value for name, value in options.extra_args.items() if name.startswith("SSECustomer")
+        }
         if self._stream:
             assert dest_hook is not None
             dest_hook.record_written()
@@ -385,7 +389,7 @@ class SyncRun:
             a_at, b_at = (source.bucket, source.object_key(src.key)), (dest.bucket, dest.object_key(dst.key))
             a, b = self.source_hook.digests(*a_at), self.dest_hook.digests(*b_at)
             verdict = compare_digests(a, b)
-            if verdict[0] is Verdict.UNKNOWN and a.multipart_etag and b.multipart_etag:
+            if verdict[0] is Verdict.UNKNOWN and a.multipart_etag and b.multipart_etag and a.parts == b.parts:
                 verdict = compare_digests(
                     self.source_hook.with_part_size(*a_at, a), self.dest_hook.with_part_size(*b_at, b)
                 )
@@ -400,7 +404,7 @@ class SyncRun:
             hook, at = self.source_hook, (source.bucket, source.object_key(src.key))
         remote = hook.digests(*at)
         digest_plan = local_digest_plan(remote, computable=COMPUTABLE_CHECKSUMS)
-        if digest_plan.empty and remote.multipart_etag is not None:
+        if not digest_plan.strong and remote.multipart_etag is not None:
             remote = hook.with_part_size(*at, remote)
             digest_plan = local_digest_plan(remote, computable=COMPUTABLE_CHECKSUMS)
         if digest_plan.empty:
@@ -460,7 +464,7 @@ class SyncRun:
         """Give the object just written at ``dest_key`` the lock ``state`` where it lacks it."""
         dest, hook = self.dest, self.dest_hook
         assert isinstance(dest, S3Location) and hook is not None
-        written = hook.lock_state(dest.bucket, dest_key)
+        written = hook.lock_state(dest.bucket, dest_key, **self._dest_read_args)
         if written is None:
             raise S3SyncError(f"s3://{dest.bucket}/{dest_key} is missing after it was written")
         decision = decide_lock(state, written, now=datetime.now(UTC))
@@ -528,23 +532,25 @@ class SyncRun:
 
     def _verify_written(self, sent: Digests, source_md5: str | None, dest_key: str) -> None:
         """Check a streamed object: the bytes read match the source's MD5 (when its ETag is
-        one), and the destination holds as many bytes with a matching ETag (when its ETag is an
-        MD5 or a multipart ETag of our parts). Raise naming the mismatch."""
+        one), and the destination holds what was sent — by the write's own answer when its ETag
+        can be compared, else by a HeadObject: size, and MD5 or multipart ETag. Raise naming
+        the mismatch."""
         dest, hook = self.dest, self.dest_hook
         assert isinstance(dest, S3Location) and hook is not None
         where = f"s3://{dest.bucket}/{dest_key}"
+        answer = hook.written(dest.bucket, dest_key)
         if source_md5 is not None and sent.md5 != source_md5:
             raise S3SyncError(f"verification failed: the bytes read (MD5 {sent.md5}) are not the source's {source_md5}")
-        answer = hook.written(dest.bucket, dest_key)
         if answer is not None:
-            # The write's own answer: an MD5 ETag (or the multipart ETag of our parts) that
-            # matches proves content and size without another request.
             md5, composite = parse_etag(answer.get("ETag"), md5_etag_possible=etag_may_be_md5(answer))
-            if md5 is not None and md5 == sent.md5:
+            written = Digests(sent.size, md5=md5, multipart_etag=composite, part_size=sent.part_size)
+            if md5 is not None or (composite is not None and sent.multipart_etag is not None):
+                self._check_written(where, written, sent)  # comparable: no further request
                 return
-            if composite is not None and composite == sent.multipart_etag:
-                return
-        written = hook.digests(dest.bucket, dest_key)
+        self._check_written(where, hook.digests(dest.bucket, dest_key, **self._dest_read_args), sent)
+
+    @staticmethod
+    def _check_written(where: str, written: Digests, sent: Digests) -> None:
         if written.size != sent.size:
             raise S3SyncError(f"verification failed: {where} has {written.size} bytes, {sent.size} were sent")
         if written.md5 is not None and written.md5 != sent.md5:

@@ -296,11 +296,11 @@ class S3SyncHook(S3Hook):
             "retention and legal holds cannot be written to it (Object Lock is chosen when a bucket is created)"
         )
 
-    def lock_state(self, bucket: str, key: str) -> LockState | None:
-        """The current version's retention, legal hold and version id (one HeadObject), or
-        ``None`` when the object does not exist."""
+    def lock_state(self, bucket: str, key: str, **head_args: Any) -> LockState | None:
+        """The current version's retention, legal hold and version id (one HeadObject, with
+        ``head_args`` such as SSE-C keys), or ``None`` when the object does not exist."""
         try:
-            response = self.conn.head_object(Bucket=bucket, Key=key)
+            response = self.conn.head_object(Bucket=bucket, Key=key, **head_args)
         except ClientError as error:
             if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_BUCKET_CODES | {"NoSuchKey"}:
                 return None
@@ -375,10 +375,11 @@ class S3SyncHook(S3Hook):
             return False  # cannot tell: streaming works in every case
         return mine is not None and theirs is not None and mine.access_key == theirs.access_key
 
-    def digests(self, bucket: str, key: str) -> Digests:
-        """What one HeadObject (with ``ChecksumMode``) tells of an object's content: an MD5 ETag,
-        a multipart ETag, full-object checksums (see :meth:`with_part_size` for the part size)."""
-        response = self.conn.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    def digests(self, bucket: str, key: str, **head_args: Any) -> Digests:
+        """What one HeadObject (with ``ChecksumMode``, and ``head_args`` such as SSE-C keys) tells
+        of an object's content: an MD5 ETag, a multipart ETag, full-object checksums (see
+        :meth:`with_part_size` for the part size)."""
+        response = self.conn.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **head_args)
         md5, composite = parse_etag(response.get("ETag"), md5_etag_possible=etag_may_be_md5(response))
         checksums = {}
         if composite is None or response.get("ChecksumType") == "FULL_OBJECT":

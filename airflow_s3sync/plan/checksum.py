@@ -16,6 +16,7 @@ from enum import Enum
 
 #: Full-object checksum algorithms, strongest first, as S3 names them (``ChecksumSHA256``, ...).
 CHECKSUM_ALGORITHMS = ("SHA256", "SHA1", "CRC64NVME", "CRC32C", "CRC32")
+_CRYPTOGRAPHIC = ("SHA256", "SHA1")
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-(?P<parts>[1-9][0-9]*)$")
 
@@ -90,18 +91,27 @@ class LocalDigestPlan:
         """Nothing computable would help: the comparison will be by size."""
         return not self.md5 and self.part_size is None and self.algorithm is None
 
+    @property
+    def strong(self) -> bool:
+        """An MD5 or a cryptographic checksum: nothing better to look for."""
+        return self.md5 or self.algorithm in _CRYPTOGRAPHIC
+
 
 def local_digest_plan(remote: Digests, *, computable: Iterable[str]) -> LocalDigestPlan:
-    """The cheapest computation that can decide against ``remote``: its MD5, else a full-object
-    checksum the machine can compute (``computable``), else its multipart ETag."""
+    """The strongest digest of ``remote`` a local file can be hashed for: its MD5, else a
+    cryptographic checksum, else its multipart ETag (when the part size is known), else a CRC —
+    among the checksums the machine can compute (``computable``)."""
     if remote.md5 is not None:
         return LocalDigestPlan(md5=True)
-    available = set(computable)
-    for algorithm in CHECKSUM_ALGORITHMS:
-        if algorithm in remote.checksums and algorithm in available:
+    available = set(computable) & set(remote.checksums)
+    for algorithm in _CRYPTOGRAPHIC:
+        if algorithm in available:
             return LocalDigestPlan(algorithm=algorithm)
     if remote.multipart_etag is not None and remote.part_size is not None:
         return LocalDigestPlan(part_size=remote.part_size)
+    for algorithm in CHECKSUM_ALGORITHMS:
+        if algorithm in available:
+            return LocalDigestPlan(algorithm=algorithm)
     return LocalDigestPlan()
 
 

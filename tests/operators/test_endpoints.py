@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -137,9 +138,12 @@ def test_a_destination_that_does_not_hold_what_was_sent_fails_the_object(endpoin
     )
 
     def corrupt(parsed, **_):
-        if field == "ContentLength" and "ContentLength" in parsed:
-            parsed["ContentLength"] += 1
-        if "ETag" in parsed:
+        if field == "ContentLength":
+            if "ContentLength" in parsed:  # the HeadObject
+                parsed["ContentLength"] += 1
+            else:  # a write's answer without an ETag: the HeadObject decides
+                parsed.pop("ETag", None)
+        elif "ETag" in parsed:
             parts = parsed["ETag"].strip('"').partition("-")
             parsed["ETag"] = '"' + "0" * 32 + parts[1] + parts[2] + '"'
 
@@ -220,3 +224,28 @@ def test_a_streamed_write_verifies_from_its_own_answer_without_another_request(e
     dest_heads = requests_of(operator.dest_hook, "HeadObject")
     assert operator.execute({})["copied"] == 1
     assert (len(source_heads), len(source_reads), len(dest_heads)) == (0, 1, 0)  # one GetObject, one PutObject
+
+
+def test_objects_written_with_a_customer_key_are_read_back_with_it(endpoints):
+    """SSE-C: the write's ETag is no MD5, so verification reads the object back, which needs the key."""
+    src, dst = new_bucket(endpoints["rclone"]), new_bucket(endpoints["moto"])
+    endpoints["rclone"].client().put_object(Bucket=src, Key="k", Body=b"secret")
+    key = b"k" * 32
+    operator = S3SyncOperator(
+        task_id="sync",
+        source=f"s3://{src}",
+        dest=f"s3://{dst}",
+        source_aws_conn_id="s3_rclone",
+        dest_aws_conn_id="s3_moto",
+        extra_args={"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key.decode()},
+    )
+    # moto ignores SSE-C; S3 answers an SSE-C PutObject with its algorithm, as here.
+    operator.dest_hook.conn.meta.events.register_first(
+        "after-call.s3.PutObject", lambda parsed, **_: parsed.update(SSECustomerAlgorithm="AES256")
+    )
+    heads = requests_of(operator.dest_hook, "HeadObject")
+    assert operator.execute({})["copied"] == 1
+    # (botocore base64-encodes the key in the recorded parameters before sending)
+    assert [(head["SSECustomerAlgorithm"], base64.b64decode(head["SSECustomerKey"])) for head in heads] == [
+        ("AES256", key)
+    ]

@@ -87,6 +87,14 @@ def test_local_digest_plan_picks_what_the_remote_side_can_be_compared_with() -> 
     )
     remote = Digests(9, multipart_etag=f"{MD5_A}-2", part_size=5)
     assert local_digest_plan(remote, computable=[]) == LocalDigestPlan(part_size=5)
+    # a multipart ETag (MD5-based) beats a CRC; a SHA beats both
+    crc = Digests(9, multipart_etag=f"{MD5_A}-2", part_size=5, checksums={"CRC32": "x"})
+    assert local_digest_plan(crc, computable=["CRC32"]) == LocalDigestPlan(part_size=5)
+    sha = Digests(9, multipart_etag=f"{MD5_A}-2", part_size=5, checksums={"SHA256": "s", "CRC32": "x"})
+    assert local_digest_plan(sha, computable=["CRC32", "SHA256"]) == LocalDigestPlan(algorithm="SHA256")
+    no_part_size = Digests(9, multipart_etag=f"{MD5_A}-2", checksums={"CRC32": "x"})
+    assert local_digest_plan(no_part_size, computable=["CRC32"]) == LocalDigestPlan(algorithm="CRC32")
+    assert not local_digest_plan(no_part_size, computable=["CRC32"]).strong
     assert local_digest_plan(Digests(9, multipart_etag=f"{MD5_A}-2"), computable=["CRC32"]).empty
 
 
