@@ -16,6 +16,13 @@ def check_changed_keys_limit(limit: object) -> None:
         raise ValueError(f"changed_keys_limit must be a non-negative integer, got {limit!r}")
 
 
+def failure_message(count: int, shown: list[str], noun: str) -> str:
+    """``3 item(s) failed: a; b; and 1 more``: ``count`` failures, of which ``shown`` are described."""
+    more = count - len(shown)
+    suffix = f"; and {more} more" if more > 0 else ""
+    return f"{count} {noun}(s) failed: {'; '.join(shown)}{suffix}"
+
+
 class SyncReport:
     """Thread-safe tally of a run. Lists are capped so a run over millions of keys stays small.
 
@@ -85,10 +92,7 @@ class SyncReport:
 
     def failure_message(self) -> str:
         """One message naming the failed items (capped)."""
-        shown = "; ".join(self.failures)
-        more = self.failure_count - len(self.failures)
-        suffix = f"; and {more} more" if more > 0 else ""
-        return f"{self.failure_count} item(s) failed: {shown}{suffix}"
+        return failure_message(self.failure_count, self.failures, "item")
 
     def summary(self) -> dict[str, Any]:
         """The JSON-serialisable summary returned by the operator (its ``return_value`` XCom)."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.report import failure_message
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location
 from airflow_s3sync.plan.lock import Change, ChangeKind, decide_lock
@@ -84,12 +85,7 @@ class RetentionReport:
 
     def failure_message(self) -> str:
         """One message naming the failed objects (capped)."""
-        more = self.counts["failed"] - len(self.failures)
-        return (
-            f"{self.counts['failed']} object(s) failed: "
-            + "; ".join(self.failures)
-            + (f"; and {more} more" if more > 0 else "")
-        )
+        return failure_message(self.counts["failed"], self.failures, "object")
 
 
 class RetentionRun:
