@@ -127,7 +127,7 @@ def check_extra_args(direction: Direction, extra_args: Mapping[str, Any]) -> Non
         )
 
 
-def check_copy_object_lock(direction: Direction, copy_object_lock: bool, copy_tags: bool = False) -> None:
+def check_copy_options(direction: Direction, copy_object_lock: bool, copy_tags: bool = False) -> None:
     """Object Lock settings and tags can only be carried from an S3 source to an S3 destination."""
     for name, value in (("copy_object_lock", copy_object_lock), ("copy_tags", copy_tags)):
         if value and direction is not Direction.COPY:
@@ -169,7 +169,7 @@ class SyncRun:
     ) -> None:
         self.direction = direction_of(source, dest)
         check_extra_args(self.direction, options.extra_args)
-        check_copy_object_lock(self.direction, options.copy_object_lock, options.copy_tags)
+        check_copy_options(self.direction, options.copy_object_lock, options.copy_tags)
         for location, hook, side in ((source, source_hook, "source"), (dest, dest_hook, "dest")):
             if isinstance(location, S3Location) and hook is None:
                 raise S3SyncError(f"the S3 {side} {location.raw!r} needs a hook")

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_s3sync.execute.report import check_changed_keys_limit
-from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_object_lock, check_extra_args, direction_of
+from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_options, check_extra_args, direction_of
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import Location, S3Location, parse_location
 from airflow_s3sync.plan import CompareMode, build_rules
@@ -142,7 +142,7 @@ class S3SyncOperator(BaseOperator):
         source, dest = parse_location(self.source), parse_location(self.dest)
         direction = direction_of(source, dest)
         check_extra_args(direction, self.extra_args)
-        check_copy_object_lock(direction, self.copy_object_lock, self.copy_tags)
+        check_copy_options(direction, self.copy_object_lock, self.copy_tags)
         return source, dest
 
     @cached_property
