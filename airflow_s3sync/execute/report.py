@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from airflow_s3sync.plan.compare import Direction
@@ -23,8 +24,56 @@ def failure_message(count: int, shown: list[str], noun: str) -> str:
     return f"{count} {noun}(s) failed: {'; '.join(shown)}{suffix}"
 
 
-class SyncReport:
-    """Thread-safe tally of a run. Lists are capped so a run over millions of keys stays small.
+def format_bytes(count: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+class Tally:
+    """Thread-safe counts of a run, with the failures described (capped) for its error message.
+
+    :param counters: the names of the counts.
+    :param noun: what a failure is of, for the message (``item``, ``object``).
+    :param failure_limit: how many failure descriptions are kept.
+    """
+
+    def __init__(self, counters: tuple[str, ...], *, noun: str, failure_limit: int = 50) -> None:
+        self._lock = threading.Lock()
+        self.counts = dict.fromkeys((*counters, "failed"), 0)
+        self.failures: list[str] = []
+        self.retries = 0
+        self._noun = noun
+        self._failure_limit = failure_limit
+        self._started = time.monotonic()
+
+    def failed(self, description: str) -> None:
+        """Count one failure; ``description`` names the item and the error."""
+        with self._lock:
+            self.counts["failed"] += 1
+            if len(self.failures) < self._failure_limit:
+                self.failures.append(description)
+
+    @property
+    def failure_count(self) -> int:
+        """How many items failed so far."""
+        return self.counts["failed"]
+
+    def failure_message(self) -> str:
+        """One message naming the failed items (capped)."""
+        return failure_message(self.failure_count, self.failures, self._noun)
+
+    def elapsed(self) -> float:
+        """Seconds since the tally was made."""
+        return time.monotonic() - self._started
+
+
+class SyncReport(Tally):
+    """The tally of a sync run. Lists are capped so a run over millions of keys stays small.
 
     :param dryrun: whether the run only reports.
     :param changed_keys_limit: how many written keys are kept for the ``changed_keys`` XCom.
@@ -33,16 +82,15 @@ class SyncReport:
 
     def __init__(self, *, dryrun: bool, changed_keys_limit: int = 10_000, failure_limit: int = 50) -> None:
         check_changed_keys_limit(changed_keys_limit)
+        super().__init__(
+            ("uploaded", "copied", "downloaded", "deleted", "skipped"), noun="item", failure_limit=failure_limit
+        )
         self.dryrun = dryrun
-        self._lock = threading.Lock()
-        self.counts = dict.fromkeys(("uploaded", "copied", "downloaded", "deleted", "skipped", "failed"), 0)
         self.warnings = 0
         self.bytes_transferred = 0
         self.changed_keys: list[str] = []
         self.changed_keys_total = 0
-        self.failures: list[str] = []
         self._changed_keys_limit = changed_keys_limit
-        self._failure_limit = failure_limit
 
     def transferred(self, direction: Direction, key: str) -> None:
         """Count one finished (or, in a dry run, planned) transfer that wrote ``key``."""
@@ -73,26 +121,10 @@ class SyncReport:
         with self._lock:
             self.counts["deleted"] += 1
 
-    def failed(self, description: str) -> None:
-        """Count one failed item; ``description`` names it and the error."""
-        with self._lock:
-            self.counts["failed"] += 1
-            if len(self.failures) < self._failure_limit:
-                self.failures.append(description)
-
-    @property
-    def failure_count(self) -> int:
-        """How many items failed so far."""
-        return self.counts["failed"]
-
     @property
     def changed_keys_truncated(self) -> bool:
         """Whether ``changed_keys`` holds fewer keys than were written."""
         return self.changed_keys_total > len(self.changed_keys)
-
-    def failure_message(self) -> str:
-        """One message naming the failed items (capped)."""
-        return failure_message(self.failure_count, self.failures, "item")
 
     def summary(self) -> dict[str, Any]:
         """The JSON-serialisable summary returned by the operator (its ``return_value`` XCom)."""
@@ -101,6 +133,7 @@ class SyncReport:
                 **self.counts,
                 "bytes_transferred": self.bytes_transferred,
                 "warnings": self.warnings,
+                "retries": self.retries,
                 "dryrun": self.dryrun,
                 "changed_keys_count": self.changed_keys_total,
                 "changed_keys_truncated": self.changed_keys_truncated,

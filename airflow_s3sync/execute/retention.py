@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow_s3sync.errors import S3SyncError
-from airflow_s3sync.execute.report import failure_message
+from airflow_s3sync.execute.locks import write_lock_change
+from airflow_s3sync.execute.report import Tally
+from airflow_s3sync.execute.runner import Job, JobRunner
+from airflow_s3sync.hooks.backend import is_transient
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location
 from airflow_s3sync.plan.lock import Change, ChangeKind, decide_lock
@@ -35,19 +37,16 @@ class RetentionOptions:
     max_concurrency: int = 10
 
 
-class RetentionReport:
-    """Thread-safe tally, one count per log line: ``applied`` counts writes (retention or legal
-    hold; ``retention_set`` + ``legal_hold_set``), ``skipped`` counts refusals and objects
-    missing on a side, ``unchanged`` counts objects that needed nothing, ``failed`` counts
-    objects a request failed for; ``objects`` counts the objects examined."""
+class RetentionReport(Tally):
+    """The tally of a retention run, one count per log line: ``applied`` counts writes
+    (retention or legal hold; ``retention_set`` + ``legal_hold_set``), ``skipped`` counts
+    refusals and objects missing on a side, ``unchanged`` counts objects that needed nothing,
+    ``failed`` counts objects a request failed for; ``objects`` counts the objects examined."""
 
     def __init__(self, *, dryrun: bool, failure_limit: int = 50) -> None:
+        super().__init__(("applied", "unchanged", "skipped", "objects"), noun="object", failure_limit=failure_limit)
         self.dryrun = dryrun
-        self._lock = threading.Lock()
-        self.counts = dict.fromkeys(("applied", "unchanged", "skipped", "failed", "objects"), 0)
         self.changes = dict.fromkeys(("retention", "legal_hold"), 0)
-        self.failures: list[str] = []
-        self._failure_limit = failure_limit
 
     def examined(self, *, unchanged: bool = False) -> None:
         """Count one object examined (``unchanged``: nothing to do for it)."""
@@ -66,13 +65,6 @@ class RetentionReport:
         with self._lock:
             self.counts["skipped"] += 1
 
-    def failed(self, description: str) -> None:
-        """Count one failed object; ``description`` names it and the error."""
-        with self._lock:
-            self.counts["failed"] += 1
-            if len(self.failures) < self._failure_limit:
-                self.failures.append(description)
-
     def summary(self) -> dict[str, Any]:
         """The JSON-serialisable summary (the operator's ``return_value``)."""
         with self._lock:
@@ -80,12 +72,9 @@ class RetentionReport:
                 **self.counts,
                 "retention_set": self.changes["retention"],
                 "legal_hold_set": self.changes["legal_hold"],
+                "retries": self.retries,
                 "dryrun": self.dryrun,
             }
-
-    def failure_message(self) -> str:
-        """One message naming the failed objects (capped)."""
-        return failure_message(self.counts["failed"], self.failures, "object")
 
 
 class RetentionRun:
@@ -120,11 +109,13 @@ class RetentionRun:
         self.log = log
         self.now = now
         self.report = RetentionReport(dryrun=options.dryrun)
+        self.runner = JobRunner(workers=options.max_concurrency, log=log, transient=is_transient)
         self._stopping = threading.Event()
 
     def stop(self) -> None:
         """Ask the run to stop: no new object is examined, and the run fails."""
         self._stopping.set()
+        self.runner.stop()
 
     def preflight(self) -> None:
         """Both buckets usable, and the destination has Object Lock: before any change."""
@@ -140,16 +131,10 @@ class RetentionRun:
             yield entry.key
 
     def run(self) -> RetentionReport:
-        """Preflight, then examine every key with bounded concurrency; raise naming failures."""
+        """Preflight, then examine every key in the job runner; raise naming failures."""
         self.preflight()
-        limit = self.options.max_concurrency
-        slots = threading.BoundedSemaphore(limit * 2)  # examined + queued: memory stays flat
         listing_error: BaseException | None = None
-
-        def release(_: Future[None]) -> None:
-            slots.release()
-
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="s3sync-retention") as pool:
+        with self.runner:
             keys = self._keys()
             while not self._stopping.is_set():
                 try:
@@ -160,27 +145,27 @@ class RetentionRun:
                     listing_error = error
                     self.log.error("listing failed: %s", error)
                     break
-                slots.acquire()
-                pool.submit(self._examine, key).add_done_callback(release)
+                self.runner.submit(self._job(key))
+        self.report.retries = self.runner.retries
         problems = []
         if self._stopping.is_set():
             problems.append("the run was stopped (the task was killed)")
         if listing_error is not None:
             problems.append(f"the listing of {self.source.display()} failed ({listing_error})")
-        if self.report.counts["failed"]:
+        if self.report.failure_count:
             problems.append(self.report.failure_message())
         if problems:
             raise S3SyncError("retention run failed: " + "; ".join(problems))
         return self.report
 
-    def _examine(self, key: str) -> None:
-        if self._stopping.is_set():
-            return
-        try:
-            self._examine_one(key)
-        except Exception as error:  # noqa: BLE001 - reported as this object's failure
-            self.log.error("retention of %s failed: %s", self.dest.display(key), error)
-            self.report.failed(f"{self.dest.display(key)}: {error}")
+    def _job(self, key: str) -> Job:
+        shown = self.dest.display(key)
+
+        def failed(error: BaseException) -> None:
+            self.log.error("retention of %s failed: %s", shown, error)
+            self.report.failed(f"{shown}: {error}")
+
+        return Job(f"retention of {shown}", lambda: self._examine_one(key), failed)
 
     def _examine_one(self, key: str) -> None:
         shown = self.dest.display(key)
@@ -200,27 +185,16 @@ class RetentionRun:
             release_legal_holds=options.release_legal_holds,
             bypass_governance=options.bypass_governance_retention,
         )
+        prefix = "(dryrun) " if options.dryrun else ""
+        for change in decision.changes:
+            if not options.dryrun:  # a failure ends this object's writes (a retry decides again)
+                write_lock_change(
+                    self.dest_hook, self.dest.bucket, self.dest.object_key(key), change, version_id=dest.version_id
+                )
+            self.report.applied(change)
+            self.log.info("%s%s: %s %s", prefix, change.kind.value, shown, change.describe())
+        # Counted once the writes are done, so a retried object is examined once.
         self.report.examined(unchanged=decision.unchanged)
         for refusal in decision.refusals:
             self.report.skipped()
             self.log.warning("skip %s: %s: %s", refusal.kind.value, shown, refusal.reason)
-        prefix = "(dryrun) " if options.dryrun else ""
-        for change in decision.changes:
-            if not options.dryrun:
-                self._write(key, change, dest.version_id)  # a failure ends this object's writes
-            self.report.applied(change)
-            self.log.info("%s%s: %s %s", prefix, change.kind.value, shown, change.describe())
-
-    def _write(self, key: str, change: Change, version_id: str | None) -> None:
-        bucket, object_key = self.dest.bucket, self.dest.object_key(key)
-        if change.kind is ChangeKind.RETENTION:
-            assert change.retention is not None
-            self.dest_hook.put_retention(
-                bucket,
-                object_key,
-                change.retention,
-                version_id=version_id,
-                bypass_governance=change.bypass_governance,
-            )
-        else:
-            self.dest_hook.put_legal_hold(bucket, object_key, change.legal_hold, version_id=version_id)

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import mimetypes
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from functools import cached_property
 from itertools import islice
@@ -22,12 +22,17 @@ from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.hooks.backend import Progress, Written
+from airflow_s3sync.hooks.native import NATIVE_CLIENT_EXTRA, NativeBackend
 from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, parse_etag
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.lock import LockState, Retention
 
 #: DeleteObjects takes at most this many keys per request.
 DELETE_BATCH_SIZE = 1000
+#: Attempts per request unless the connection's ``config_kwargs.retries`` says otherwise:
+#: enough to ride out several faults in a row (botocore's own default is 3).
+DEFAULT_MAX_ATTEMPTS = 10
 _MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 _DENIED_CODES = frozenset(
     {"403", "AccessDenied", "AllAccessDisabled", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
@@ -129,6 +134,25 @@ def _conditional(bucket: str, key: str, etag: str | None) -> dict[str, Any]:
     if etag:
         args["IfMatch"] = etag
     return args
+
+
+class _Subscriber(BaseSubscriber):
+    """Feeds s3transfer's progress to a :data:`Progress` callback; gives it the listed size
+    and ETag (sparing a HeadObject, and making multipart reads conditional on the ETag)."""
+
+    def __init__(self, progress: Progress, size: int | None, etag: str | None = None) -> None:
+        self._progress = progress
+        self._size = size
+        self._etag = etag
+
+    def on_queued(self, future: TransferFuture, **kwargs: Any) -> None:
+        if self._size is not None:
+            future.meta.provide_transfer_size(self._size)
+        if self._etag is not None:
+            future.meta.provide_object_etag(self._etag)
+
+    def on_progress(self, future: TransferFuture, bytes_transferred: int, **kwargs: Any) -> None:
+        self._progress(bytes_transferred)
 
 
 class LazyBody:
@@ -234,9 +258,15 @@ class S3SyncHook(S3Hook):
 
     @property
     def config(self) -> Config:
-        """The connection's botocore config with a pool large enough for ``max_concurrency``."""
-        pool = Config(max_pool_connections=max(self.max_concurrency + 2, 10))
-        return super().config.merge(pool)
+        """The connection's botocore config with a pool large enough for ``max_concurrency``
+        objects in flight plus as many multipart requests, and, unless the connection's
+        ``config_kwargs`` sets ``retries``, botocore's standard retry mode with
+        :data:`DEFAULT_MAX_ATTEMPTS` attempts per request."""
+        base = super().config
+        settings: dict[str, Any] = {"max_pool_connections": max(2 * self.max_concurrency + 2, 10)}
+        if base.retries is None:
+            settings["retries"] = {"mode": "standard", "max_attempts": DEFAULT_MAX_ATTEMPTS}
+        return base.merge(Config(**settings))
 
     @property
     def endpoint_description(self) -> str:
@@ -442,9 +472,8 @@ class S3SyncHook(S3Hook):
 
     @cached_property
     def transfer_manager(self) -> TransferManager:
-        """The s3transfer manager all transfers of this hook share (multipart above the threshold).
+        """The s3transfer manager all multipart transfers of this hook share.
 
-        Its submission queue is bounded, so submitting blocks while too much is in flight.
         A closed hook has none: starting a transfer on it raises.
         """
         if self._closed:
@@ -456,85 +485,123 @@ class S3SyncHook(S3Hook):
         """The size from which transfers of this hook go in parts."""
         return int(self.sync_transfer_config.multipart_threshold)
 
-    def upload(
-        self,
-        path: str,
-        bucket: str,
-        key: str,
-        *,
-        extra_args: dict[str, Any],
-        subscribers: Sequence[BaseSubscriber],
-    ) -> TransferFuture:
-        """Start uploading the file ``path`` to ``bucket``/``key``.
+    @property
+    def native_enabled(self) -> bool:
+        """Whether the native client may carry this connection's small uploads and downloads:
+        unless the connection's extra says ``"native_client": false``."""
+        return bool(self.conn_config.extra_config.get(NATIVE_CLIENT_EXTRA, True))
 
-        ``ContentType`` is guessed from the file name unless ``extra_args`` sets it.
-        """
+    @cached_property
+    def native_backend(self) -> NativeBackend:
+        """The native (obstore) backend of this connection (see :attr:`native_enabled`)."""
+        return NativeBackend(self, max_attempts=self.max_attempts)
+
+    @property
+    def addressing_style(self) -> str | None:
+        """``path`` or ``virtual`` when the connection's ``config_kwargs.s3`` sets it."""
+        return (self.config.s3 or {}).get("addressing_style")
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts per request: the connection's ``config_kwargs.retries.max_attempts``, or
+        :data:`DEFAULT_MAX_ATTEMPTS`."""
+        return int((self.config.retries or {}).get("max_attempts", DEFAULT_MAX_ATTEMPTS))
+
+    def _run(self, future: TransferFuture) -> None:
+        try:
+            future.result()
+        except KeyError as error:
+            if error.args == ("ETag",):  # s3transfer reads each part's ETag from the answer
+                raise S3SyncError(
+                    f"the server at {self.endpoint_description} answered a multipart request without the "
+                    "part's ETag: it does not support this kind of multipart transfer (for server-side copies, "
+                    "raise copy_cutoff, up to 5 GiB, so objects are copied with one CopyObject)"
+                ) from error
+            raise
+
+    def upload_file(
+        self, path: str, bucket: str, key: str, *, size: int, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """Upload the file ``path`` to ``bucket``/``key`` (in parts above the multipart
+        threshold). ``ContentType`` is guessed from the file name unless ``extra_args`` sets it."""
         args = dict(extra_args)
         if "ContentType" not in args:
             guessed, _ = mimetypes.guess_type(path)
             if guessed:
                 args["ContentType"] = guessed
-        return self.transfer_manager.upload(path, bucket, key, extra_args=args, subscribers=list(subscribers))
+        self._run(
+            self.transfer_manager.upload(path, bucket, key, extra_args=args, subscribers=[_Subscriber(progress, size)])
+        )
+        return Written(size)
 
     def upload_stream(
-        self,
-        stream: Any,
-        bucket: str,
-        key: str,
-        *,
-        extra_args: dict[str, Any],
-        subscribers: Sequence[BaseSubscriber],
-    ) -> TransferFuture:
-        """Start uploading what ``stream`` (a file object read once, front to back) yields to
+        self, stream: Any, bucket: str, key: str, *, size: int, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """Upload what ``stream`` (a file object read once, front to back) yields to
         ``bucket``/``key``: PutObject below the multipart threshold, parts above it, with at
         most ``max_in_memory_upload_chunks`` parts queued in memory and nothing on disk."""
-        return self.transfer_manager.upload(
-            stream, bucket, key, extra_args=dict(extra_args), subscribers=list(subscribers)
+        future = self.transfer_manager.upload(
+            stream, bucket, key, extra_args=dict(extra_args), subscribers=[_Subscriber(progress, size)]
         )
+        self._run(future)
+        return Written(size)
 
-    def copy(
+    def copy_object(
         self,
         source: tuple[str, str],
         bucket: str,
         key: str,
         *,
-        source_hook: S3SyncHook,
-        extra_args: dict[str, Any],
-        subscribers: Sequence[BaseSubscriber],
-    ) -> TransferFuture:
-        """Start a server-side copy of ``source`` (bucket, key) to ``bucket``/``key``.
+        size: int,
+        in_parts: bool,
+        source_backend: S3SyncHook,
+        extra_args: Mapping[str, Any],
+        progress: Progress,
+    ) -> Written:
+        """Copy ``source`` (bucket, key) to ``bucket``/``key`` server-side.
 
-        CopyObject below the multipart threshold, UploadPartCopy above it; for the latter
-        s3transfer reads the source's properties (Content-Type, Metadata, ...) with a HeadObject
-        and carries them over, unless the caller already provided the size. No ACL is sent
-        unless ``extra_args`` names one (unlike ``S3Hook.copy_object``).
+        One CopyObject (up to 5 GiB, as rclone and s5cmd do), or, with ``in_parts``,
+        UploadPartCopy parts from the multipart threshold on; for those s3transfer reads the
+        source's properties (Content-Type, Metadata, ...) with a HeadObject and carries them
+        over. No ACL is sent unless ``extra_args`` names one (unlike ``S3Hook.copy_object``).
         """
-        return self.transfer_manager.copy(
-            {"Bucket": source[0], "Key": source[1]},
+        copy_source = {"Bucket": source[0], "Key": source[1]}
+        if not in_parts:
+            response = self.conn.copy_object(CopySource=copy_source, Bucket=bucket, Key=key, **extra_args)
+            progress(size)
+            return Written(size, etag=response.get("CopyObjectResult", {}).get("ETag"), answer=response)
+        future = self.transfer_manager.copy(
+            copy_source,
             bucket,
             key,
             extra_args=dict(extra_args),
-            subscribers=list(subscribers),
-            source_client=source_hook.conn,
+            subscribers=[_Subscriber(progress, None)],
+            source_client=source_backend.conn,
         )
+        self._run(future)
+        return Written(size)
 
-    def download(
+    def download_file(
         self,
         bucket: str,
         key: str,
         path: str,
         *,
-        extra_args: dict[str, Any],
-        subscribers: Sequence[BaseSubscriber],
-    ) -> TransferFuture:
-        """Start downloading ``bucket``/``key`` to ``path``.
+        size: int,
+        etag: str | None,
+        extra_args: Mapping[str, Any],
+        progress: Progress,
+    ) -> Written:
+        """Download ``bucket``/``key`` to ``path``; parts are read conditionally on ``etag``.
 
         The data is written to a temporary file beside ``path`` and renamed over it only when
         complete, so a failed download never leaves a partial file under the final name.
         """
-        return self.transfer_manager.download(
-            bucket, key, path, extra_args=dict(extra_args), subscribers=list(subscribers)
+        future = self.transfer_manager.download(
+            bucket, key, path, extra_args=dict(extra_args), subscribers=[_Subscriber(progress, size, etag)]
         )
+        self._run(future)
+        return Written(size, etag=etag)
 
     def delete_keys(self, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
         """Delete ``keys`` with DeleteObjects, 1,000 a request; yield ``(key, error or None)``.

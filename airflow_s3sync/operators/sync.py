@@ -14,6 +14,7 @@ from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_options,
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import Location, S3Location, parse_location
 from airflow_s3sync.plan import CompareMode, build_rules
+from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE
 
 
 class S3SyncOperator(BaseOperator):
@@ -21,7 +22,7 @@ class S3SyncOperator(BaseOperator):
 
     local dir -> S3 (upload), S3 -> S3 (copy), S3 -> local dir (download). S3 -> S3 copies run
     server-side when both connections reach the same endpoint with the same credentials
-    (CopyObject, UploadPartCopy in parts above the multipart threshold); otherwise the bytes
+    (one CopyObject up to ``copy_cutoff``, UploadPartCopy parts above it); otherwise the bytes
     stream through the worker (GetObject -> PutObject or parts, memory bounded by the parts in
     flight, nothing on disk), carrying the source's properties and verified once written.
     Every action is logged as the line ``aws s3 sync`` prints (``upload: ./a.txt to
@@ -50,7 +51,8 @@ class S3SyncOperator(BaseOperator):
         otherwise by size, with a warning that the comparison was weak.
     :param dryrun: log what would be done and change nothing (``--dryrun``).
     :param max_delete: refuse to delete more than this many items; checked before the first.
-    :param max_concurrency: parallel transfer requests per side.
+    :param max_concurrency: objects transferred at once (worker threads); a multipart
+        object's parts also go this many at a time.
     :param follow_symlinks: follow local symlinks (``--follow-symlinks``).
     :param extra_args: request arguments for every write (``StorageClass``,
         ``ServerSideEncryption``, ``SSEKMSKeyId``, ``ACL``, ``Metadata``, ...) or, for
@@ -62,6 +64,15 @@ class S3SyncOperator(BaseOperator):
         write time with the copy; multipart copies get it again once complete.
     :param copy_tags: S3 to S3: also give multipart and streamed copies the source's tags
         (CopyObject copies them by itself; one GetObjectTagging per such object).
+    :param copy_cutoff: same-endpoint copies up to this many bytes are one CopyObject (at most
+        5 GiB, S3's limit; rclone's ``--s3-copy-cutoff``); larger ones are copied in
+        UploadPartCopy parts, which some S3-compatible servers do not support.
+
+    Small uploads and downloads go through a native S3 client (obstore) unless the connection's
+    extra says ``"native_client": false``; everything else, and keys it cannot carry unchanged,
+    through botocore. Requests are retried (the connection's ``config_kwargs.retries``, by
+    default standard mode with 10 attempts), and a job that still fails transiently (a dropped
+    connection, a body cut short) is retried whole, up to 3 times.
 
     Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
     ``failed``, ``bytes_transferred``, ``warnings``, ``dryrun``, ``changed_keys_count``,
@@ -102,6 +113,7 @@ class S3SyncOperator(BaseOperator):
         changed_keys_limit: int = 10_000,
         copy_object_lock: bool = False,
         copy_tags: bool = False,
+        copy_cutoff: int = MAX_COPY_OBJECT_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,12 +139,18 @@ class S3SyncOperator(BaseOperator):
         self.changed_keys_limit = changed_keys_limit
         self.copy_object_lock = copy_object_lock
         self.copy_tags = copy_tags
+        self.copy_cutoff = copy_cutoff
         self._killed = False
         check_changed_keys_limit(changed_keys_limit)
         if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
             raise ValueError(f"max_delete must be a non-negative integer or None, got {max_delete!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        if not isinstance(copy_cutoff, int) or not 0 <= copy_cutoff <= MAX_COPY_OBJECT_SIZE:
+            raise ValueError(
+                f"copy_cutoff must be an integer from 0 to {MAX_COPY_OBJECT_SIZE} (5 GiB, the most one CopyObject "
+                f"copies), got {copy_cutoff!r}"
+            )
         # What is static is checked now; templated values are checked again in execute().
         self._locations(allow_templates=True)
 
@@ -201,6 +219,7 @@ class S3SyncOperator(BaseOperator):
             copy_object_lock=self.copy_object_lock,
             copy_tags=self.copy_tags,
             max_concurrency=self.max_concurrency,
+            copy_cutoff=self.copy_cutoff,
         )
         run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log

@@ -95,7 +95,7 @@ def test_large_objects_go_multipart_in_every_direction(moto, monkeypatch, tmp_pa
 
     parts_copied = []
     hook_events = ("before-call.s3.UploadPartCopy", lambda **kw: parts_copied.append(1))
-    op = S3SyncOperator(task_id="copy", source=f"s3://{src}", dest=f"s3://{dst}")
+    op = S3SyncOperator(task_id="copy", source=f"s3://{src}", dest=f"s3://{dst}", copy_cutoff=part)
     op.dest_hook.conn.meta.events.register(*hook_events)
     op.execute({})
     assert len(parts_copied) == 3

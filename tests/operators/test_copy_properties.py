@@ -32,7 +32,7 @@ def test_copies_keep_content_type_and_metadata_single_and_multipart(moto, monkey
             Metadata={"owner": "team-a"},
         )
 
-    summary = S3SyncOperator(task_id="copy", source=f"s3://{src}", dest=f"s3://{dst}").execute({})
+    summary = S3SyncOperator(task_id="copy", source=f"s3://{src}", dest=f"s3://{dst}", copy_cutoff=PART).execute({})
 
     assert summary["copied"] == 2
     for key in ("small.csv", "large.csv"):

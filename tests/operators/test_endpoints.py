@@ -164,7 +164,7 @@ def test_same_endpoint_multipart_copy_runs_server_side_in_parts(moto, monkeypatc
     src, dst = new_bucket(moto), new_bucket(moto)
     data = os.urandom(12 * MIB)
     moto.client().put_object(Bucket=src, Key="big", Body=data, ContentType="application/x-parquet")
-    operator = S3SyncOperator(task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}")
+    operator = S3SyncOperator(task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}", copy_cutoff=10 * MIB)
     part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
     reads = requests_of(operator.source_hook, "GetObject")
     assert operator.execute({})["copied"] == 1
@@ -199,7 +199,12 @@ def test_tags_are_an_opt_in_for_streamed_and_multipart_copies(moto, monkeypatch,
     tagged = [{"Key": "class", "Value": "gold"}, {"Key": "team", "Value": "data"}]
     for dest_conn, streamed in (("aws_default", False), ("other_account", True)):
         operator = S3SyncOperator(
-            task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}", dest_aws_conn_id=dest_conn, copy_tags=copy_tags
+            task_id="sync",
+            source=f"s3://{src}",
+            dest=f"s3://{dst}",
+            dest_aws_conn_id=dest_conn,
+            copy_tags=copy_tags,
+            copy_cutoff=5 * MIB,  # the same-endpoint copy goes in parts, which S3 does not tag
         )
         reads = requests_of(operator.source_hook, "GetObject")
         client.delete_object(Bucket=dst, Key="big")
@@ -249,3 +254,41 @@ def test_objects_written_with_a_customer_key_are_read_back_with_it(endpoints):
     assert [(head["SSECustomerAlgorithm"], base64.b64decode(head["SSECustomerKey"])) for head in heads] == [
         ("AES256", key)
     ]
+
+
+def test_same_endpoint_copies_are_one_copy_object_up_to_the_cutoff_even_on_rclone(rclone, monkeypatch):
+    """rclone serve s3 answers UploadPartCopy without an ETag; a 20 MiB object (above the 8 MiB
+    multipart threshold) is still copied, with one CopyObject, as rclone and s5cmd do."""
+    use_connection(monkeypatch, "aws_default", rclone.connection_json())
+    src, dst = new_bucket(rclone), new_bucket(rclone)
+    client = rclone.client()
+    objects = {"big.bin": os.urandom(20 * MIB), **{f"small/{n}.txt": os.urandom(100 * n + 1) for n in range(5)}}
+    for key, data in objects.items():
+        client.put_object(Bucket=src, Key=key, Body=data)
+    operator = S3SyncOperator(task_id="sync", source=f"s3://{src}/", dest=f"s3://{dst}/")
+    copies = requests_of(operator.dest_hook, "CopyObject")
+    part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
+    reads = requests_of(operator.source_hook, "GetObject")
+
+    summary = operator.execute({})
+
+    assert (summary["copied"], summary["failed"]) == (len(objects), 0)
+    assert (len(copies), part_copies, reads) == (len(objects), [], [])
+    for key, data in objects.items():
+        assert client.get_object(Bucket=dst, Key=key)["Body"].read() == data, key
+
+
+def test_a_part_copy_answered_without_an_etag_is_a_clear_error(rclone, monkeypatch, logs):
+    use_connection(monkeypatch, "aws_default", rclone.connection_json())
+    src, dst = new_bucket(rclone), new_bucket(rclone)
+    rclone.client().put_object(Bucket=src, Key="big.bin", Body=os.urandom(20 * MIB))
+
+    with pytest.raises(S3SyncError) as failure:
+        sync(source=f"s3://{src}/", dest=f"s3://{dst}/", copy_cutoff=MIB)
+
+    message = str(failure.value)
+    assert "copy s3://" in message and "big.bin" in message
+    assert "answered a multipart request without the part's ETag" in message
+    assert "raise copy_cutoff" in message
+    assert "'ETag'" not in message
+    assert rclone.client().list_objects_v2(Bucket=dst).get("KeyCount", 0) == 0

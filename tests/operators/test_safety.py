@@ -9,10 +9,8 @@ from botocore.exceptions import EndpointConnectionError
 
 from airflow_s3sync import S3SyncHook, S3SyncOperator
 from airflow_s3sync.errors import InvalidLocationError, S3SyncError
-from airflow_s3sync.execute.executor import TransferExecutor, TransferJob
-from airflow_s3sync.execute.report import SyncReport
+from airflow_s3sync.execute.runner import Job, JobRunner
 from airflow_s3sync.hooks.local import LocalTree
-from airflow_s3sync.plan import Direction
 from tests.conftest import new_bucket, write
 from tests.support import use_connection
 
@@ -188,9 +186,11 @@ def test_a_key_that_aliases_another_file_is_never_downloaded_then_deleted(moto_d
     assert any("d//x.txt. Its key is not a canonical path" in line for line in logs.at("warning"))
 
 
-def test_a_failed_download_leaves_no_file_under_the_final_name(moto_default, tmp_path):
-    """A multipart download of an object replaced after it was listed: its ranged GETs are
-    conditional on the listed ETag, the download fails, and nothing is left behind."""
+@pytest.mark.parametrize("native", [False, True], ids=["s3transfer-multipart", "native"])
+def test_a_failed_download_leaves_no_file_under_the_final_name(moto_default, tmp_path, native):
+    """A download of an object replaced after it was listed: its reads are conditional on the
+    listed ETag (ranged GETs of a multipart download, or the native client's one GET), the
+    download fails, and nothing is left behind."""
     bucket = new_bucket(moto_default)
     client = moto_default.client()
     client.put_object(Bucket=bucket, Key="big.bin", Body=b"1" * 4096)
@@ -198,20 +198,12 @@ def test_a_failed_download_leaves_no_file_under_the_final_name(moto_default, tmp
     (listed,) = hook.iter_entries(bucket, "")
     client.put_object(Bucket=bucket, Key="big.bin", Body=b"2" * 4096)
     target = tmp_path / "big.bin"
-    report = SyncReport(dryrun=False)
-
-    import logging
-
-    with TransferExecutor(report, logging.getLogger("test")) as executor:
-        executor.submit(
-            TransferJob(Direction.DOWNLOAD, "big.bin", listed.size, listed.etag, "s3://b/big.bin to ./big.bin"),
-            lambda subs: hook.download(bucket, "big.bin", str(target), extra_args={}, subscribers=subs),
+    backend = hook.native_backend if native else hook
+    with pytest.raises(Exception, match="did not match expected ETag"):
+        backend.download_file(
+            bucket, "big.bin", str(target), size=listed.size, etag=listed.etag, extra_args={}, progress=lambda n: None
         )
-        executor.wait()
     hook.close()
-
-    assert report.failure_count == 1
-    assert "did not match expected ETag" in report.failures[0]
     assert os.listdir(tmp_path) == []
 
 
@@ -269,7 +261,7 @@ def test_progress_is_logged_while_transferring_and_at_the_end(moto_default, tmp_
 @pytest.mark.timeout(120)
 def test_sigterm_stops_the_run_while_the_planner_waits_for_a_full_queue(moto_default, tmp_path):
     """As in Airflow: SIGTERM lands on the thread running execute(), whose handler calls on_kill,
-    while that thread is blocked in s3transfer's full submission queue (1,000 transfers)."""
+    while that thread is blocked on the job runner's full queue."""
     import signal
     import sys
     import threading
@@ -290,7 +282,7 @@ def test_sigterm_stops_the_run_while_the_planner_waits_for_a_full_queue(moto_def
             run = op.__dict__.get("_run")
             frame = sys._current_frames().get(main.ident)
             stack = "".join(traceback.format_stack(frame)) if frame else ""
-            if run is not None and run.report.counts["uploaded"] > 20 and "_submit_transfer" in stack:
+            if run is not None and run.report.counts["uploaded"] > 20 and "self._slots.acquire" in stack:
                 blocked.set()
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
@@ -389,19 +381,16 @@ class _Abort(BaseException):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("error", [RuntimeError("HeadObject failed"), _Abort("stop")], ids=["exception", "base"])
-def test_a_prepared_job_that_fails_is_reported_and_never_hangs_the_run(error):
+def test_a_job_that_fails_is_reported_and_never_hangs_the_run(error):
     import logging
 
-    from airflow_s3sync.execute.executor import Prepared
+    failures: list[BaseException] = []
 
-    report = SyncReport(dryrun=False)
-
-    def prepare() -> Prepared:
+    def run() -> None:
         raise error
 
-    with TransferExecutor(report, logging.getLogger("test"), workers=1) as executor:
+    with JobRunner(workers=1, log=logging.getLogger("test")) as runner:
         for n in range(5):  # more than the 2 x workers slots: a leaked slot would block here
-            executor.submit_prepared(TransferJob(Direction.COPY, f"k{n}", 1, None, f"a{n} to b{n}"), prepare)
-        executor.wait()
-    assert report.failure_count == 5
-    assert str(error) in report.failure_message()
+            runner.submit(Job(f"copy a{n} to b{n}", run, failures.append))
+        runner.wait()
+    assert failures == [error] * 5

@@ -1,0 +1,178 @@
+"""The job runner: bounded concurrency, back-pressure, retries of transient failures, progress.
+
+One runner serves the sync and the retention run. A job is a plain callable that does all of
+one object's work in the runner's own worker thread — what must be read first, the backend
+call, the follow-ups — and raises on failure; the runner retries it from the start when the
+failure is transient (a dropped connection, a 5xx, a body cut short) and reports it otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+
+#: Attempts of one job when its failures are transient (each request inside is retried too).
+JOB_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One object's work.
+
+    :param name: what the job is, for log lines (``upload ./a to s3://b/a``).
+    :param run: does the work; raises on failure. Run again from the start after a transient
+        failure, so it must be safe to repeat.
+    :param failed: records the final failure (called once, with the last error).
+    """
+
+    name: str
+    run: Callable[[], None]
+    failed: Callable[[BaseException], None]
+
+
+class JobRunner:
+    """Runs jobs in ``workers`` threads, at most ``2 x workers`` submitted and unfinished at once
+    (``submit`` blocks beyond that, so memory stays flat however long the plan is), logging a
+    progress line every ``progress_interval`` seconds and once at the end.
+
+    ``workers=0`` runs each job inline, in ``submit`` (for tests and debugging).
+
+    :param workers: worker threads (the operator's ``max_concurrency``).
+    :param log: where retries and progress go.
+    :param progress: returns the progress line's text (called from the progress thread).
+    :param transient: whether an error is worth another attempt of the whole job.
+    :param attempts: attempts per job for transient errors.
+    :param backoff: seconds before the first retry; doubled each time, with jitter.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        log: logging.Logger,
+        progress: Callable[[int, int], str] | None = None,
+        progress_interval: float = 5.0,
+        transient: Callable[[BaseException], bool] = lambda error: False,
+        attempts: int = JOB_ATTEMPTS,
+        backoff: float = 0.5,
+    ) -> None:
+        self.workers = workers
+        self.log = log
+        self.retries = 0
+        self._progress = progress
+        self._progress_interval = progress_interval
+        self._transient = transient
+        self._attempts = attempts
+        self._backoff = backoff
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3sync") if workers else None
+        self._slots = threading.BoundedSemaphore(max(2 * workers, 1))
+        self._lock = threading.Condition()
+        self._in_flight = 0
+        self._done = 0
+        self._stopping = threading.Event()
+        self._closed = threading.Event()
+        self._progress_thread: threading.Thread | None = None
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Start nothing new: jobs not yet started are dropped. Safe from any thread."""
+        self._stopping.set()
+
+    def submit(self, job: Job) -> None:
+        """Run ``job`` in a worker (inline when ``workers=0``); blocks while the queue is full."""
+        if self._pool is None:
+            self._execute(job)
+            return
+        while not self._slots.acquire(timeout=0.2):
+            if self._stopping.is_set():
+                return
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._pool.submit(self._execute_and_release, job)
+        except BaseException:
+            self._finished(release=True)
+            raise
+
+    def _execute_and_release(self, job: Job) -> None:
+        try:
+            self._execute(job)
+        finally:
+            self._finished(release=True)
+
+    def _finished(self, *, release: bool) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._done += 1
+            self._lock.notify_all()
+        if release:
+            self._slots.release()
+
+    def _execute(self, job: Job) -> None:
+        attempt = 1
+        while not self._stopping.is_set():
+            try:
+                job.run()
+                return
+            except BaseException as error:  # noqa: BLE001 - every failure is the job's outcome
+                if attempt >= self._attempts or not isinstance(error, Exception) or not self._transient(error):
+                    self._report(job, error)
+                    return
+                delay = self._backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+                with self._lock:
+                    self.retries += 1
+                self.log.warning("retrying %s in %.1fs (attempt %d failed: %s)", job.name, delay, attempt, error)
+                if self._stopping.wait(delay):
+                    break
+                attempt += 1
+        self._report(job, InterruptedError("the run was stopped"))
+
+    def _report(self, job: Job, error: BaseException) -> None:
+        try:
+            job.failed(error)
+        except Exception:  # a reporting bug must not hang the run
+            self.log.exception("could not report the failure of %s", job.name)
+
+    def wait(self) -> None:
+        """Block until every submitted job has finished."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._in_flight == 0)
+
+    def _log_progress(self) -> None:
+        if self._progress is None:
+            return
+        with self._lock:
+            done, in_flight = self._done, self._in_flight
+        self.log.info("%s", self._progress(done, in_flight))
+
+    def _report_progress(self) -> None:
+        while not self._closed.wait(self._progress_interval):
+            self._log_progress()
+
+    def __enter__(self) -> JobRunner:
+        if self._progress is not None:
+            self._progress_thread = threading.Thread(target=self._report_progress, name="s3sync-progress", daemon=True)
+            self._progress_thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            self.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.wait()
+        self._closed.set()
+        if self._progress_thread is not None:
+            self._progress_thread.join()
+        self._log_progress()
