@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import mimetypes
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -55,6 +56,7 @@ OBJECT_PROPERTIES = (
     "Expires",
     "Metadata",
 )
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _KMS_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
 _NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"})
 #: Writes that carry Object Lock settings and so need an integrity header.
@@ -611,6 +613,14 @@ class S3SyncHook(S3Hook):
         """
         keys = iter(keys)
         while batch := list(islice(keys, DELETE_BATCH_SIZE)):
+            # XML 1.0 cannot carry control characters: such keys go one by one from the start,
+            # instead of failing (and being retried) with the whole batch.
+            unsafe = [key for key in batch if _XML_UNSAFE.search(key)]
+            if unsafe:
+                yield from self._delete_one_by_one(bucket, unsafe)
+                batch = [key for key in batch if not _XML_UNSAFE.search(key)]
+                if not batch:
+                    continue
             try:
                 response = self.conn.delete_objects(
                     Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": False}
