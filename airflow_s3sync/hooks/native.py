@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import tempfile
+import secrets
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
@@ -118,7 +118,9 @@ class NativeBackend:
         if len(data) != expected:
             raise S3SyncError(f"s3://{bucket}/{key}: read {len(data)} bytes, the server announced {expected}")
         directory, name = os.path.split(path)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".s3sync")
+        temp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.s3sync")
+        # Mode 0o666 as for any new file, so the umask applies (mkstemp would make it 0o600).
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from airflow_s3sync import S3SyncHook, S3SyncOperator
@@ -62,3 +64,12 @@ def test_the_native_client_signs_with_the_connections_credentials(rclone, monkey
         upload("wrong", "b.txt")
     keys = [obj["Key"] for obj in rclone.client().list_objects_v2(Bucket=bucket)["Contents"]]
     assert keys == ["a.txt"]
+
+
+def test_native_downloads_get_the_permissions_of_any_new_file(moto_default, tmp_path):
+    bucket = new_bucket(moto_default)
+    moto_default.client().put_object(Bucket=bucket, Key="k", Body=b"x")
+    S3SyncOperator(task_id="down", source=f"s3://{bucket}", dest=str(tmp_path)).execute({})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o666 & ~umask
