@@ -160,3 +160,10 @@ def dag_run_states(env: dict[str, str], dag_id: str) -> list[str]:
     out = run_airflow(env, "dags", "list-runs", dag_id, "-o", "json").stdout
     rows = [line for line in out.splitlines() if line.startswith("[")]
     return [run["state"] for run in json.loads(rows[-1])] if rows else []
+
+
+def connection_json_via(server: S3Server, endpoint_url: str, **extra: object) -> str:
+    """``server.connection_json(**extra)`` with another endpoint, e.g. a proxy in front of it."""
+    import dataclasses
+
+    return dataclasses.replace(server, endpoint_url=endpoint_url).connection_json(**extra)
