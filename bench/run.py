@@ -1,20 +1,27 @@
-"""Benchmark: S3SyncOperator against aws s3 sync, s5cmd and rclone, same run, same local server.
+"""W1 — one endpoint: S3SyncOperator against aws s3 sync, s5cmd and rclone, same run, same server.
 
-The server is ``rclone serve s3`` on 127.0.0.1 (a separate process, so it does not compete with the
-in-process operator for the GIL). Every tool runs each scenario against its own fresh bucket:
+The server is one ``rclone serve s3`` on 127.0.0.1 (a separate process, so it does not compete
+with the in-process operator for the GIL). The local tree is 1,000 x 4 KiB files in 10 folders
+plus 4 x 20 MiB files. Every tool runs four phases against its own fresh buckets:
 
-  upload-small   many small files, local -> S3
-  upload-large   a few multipart-sized files, local -> S3
-  resync-noop    upload-small again onto the synced bucket (listing + comparison cost)
-  download-small S3 -> a fresh local directory
+  upload          the local tree -> s3://w1-TOOL/data/
+  no-op re-sync   the same again (listing and comparison only)
+  S3 -> S3        s3://w1-TOOL/data/ -> s3://w1-TOOL-copy/data/ (same endpoint, same credentials)
+  download        s3://w1-TOOL/data/ -> a new local directory
+
+After each phase the result is verified (object count and total bytes; for the re-sync, also
+that no object was rewritten). A tool that fails a phase, or leaves a wrong result, gets "fails"
+in that cell and the error's last line in the notes; the benchmark carries on.
 
 Each tool runs with its own defaults (concurrency: ours 10, aws 10, s5cmd 256 workers, rclone 4
-transfers), as a user would. The operator is timed in-process (no interpreter start); the others
-as commands. Results: a table of seconds and the ratio tool/ours, printed and written to
-bench/results/latest.md. No timing is asserted anywhere.
+transfers and 8 checkers), as a new user would. The operator runs in-process
+(``S3SyncOperator(task_id=..., source=..., dest=...).execute({})``, connection ``aws_default``
+from ``AIRFLOW_CONN_AWS_DEFAULT``), so neither an interpreter start nor Airflow's import is
+timed; the others are timed as commands, start-up included. The ratio is ours / min(s5cmd,
+rclone) per phase ("us / fastest peer"; the target is <= 1.0). No timing is asserted.
 
-    make bench                      # defaults
-    .venv/bin/python bench/run.py --small 200 --large 2 --large-mib 16   # a quick run
+    .venv/bin/python bench/run.py            # full size
+    .venv/bin/python bench/run.py --quick    # 100 small files + 2 x 20 MiB, well under a minute
 """
 
 from __future__ import annotations
@@ -22,154 +29,201 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # no line per object in the timing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # no log record per object in the timing
 
-from tests.support import BIN, S3Server, rclone_server, use_connection  # noqa: E402
+from bench.common import (
+    KIB,
+    MIB,
+    PEERS,
+    TOOL_LABELS,
+    Outcome,
+    Totals,
+    changed_between,
+    clean_environ,
+    exception_line,
+    failure_notes,
+    listing_totals,
+    local_totals,
+    make_tree,
+    missing_tools,
+    progress,
+    ratio_to_fastest_peer,
+    run_command,
+    s3_listing,
+    seconds_cell,
+    sync_command,
+    table,
+    timed_call,
+    tool_env,
+    verify,
+    write_outputs,
+)
+from tests.support import S3Server, rclone_server, use_connection
 
-TOOLS = ["ours", "aws", "s5cmd", "rclone"]
-
-
-def make_files(root: Path, count: int, size: int, per_dir: int = 100) -> None:
-    payload = os.urandom(size)
-    for n in range(count):
-        path = root / f"dir{n // per_dir:04d}" / f"file{n:06d}.bin"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(payload[: size - 8] + n.to_bytes(8, "big"))
-        os.utime(path, (time.time() - 3600, time.time() - 3600))
-
-
-def command(tool: str, server: S3Server, source: str, dest: str) -> list[str]:
-    if tool == "aws":
-        return [
-            str(BIN / "aws"),
-            "s3",
-            "sync",
-            source,
-            dest,
-            "--endpoint-url",
-            server.endpoint_url,
-            "--only-show-errors",
-        ]
-    if tool == "s5cmd":
-        src = source + "*" if source.startswith("s3://") else source.rstrip("/") + "/"
-        return [str(BIN / "s5cmd"), "--endpoint-url", server.endpoint_url, "sync", src, dest.rstrip("/") + "/"]
-    if tool == "rclone":
-
-        def remote(location: str) -> str:
-            return "bench:" + location[len("s3://") :] if location.startswith("s3://") else location
-
-        return [str(BIN / "rclone"), "sync", remote(source), remote(dest)]
-    raise ValueError(tool)
+TOOLS = ("ours", "aws", "s5cmd", "rclone")
+PHASES = {"upload": "upload", "resync": "no-op re-sync", "s3s3": "S3 → S3", "download": "download"}
 
 
-def tool_env(server: S3Server) -> dict[str, str]:
-    env = server.cli_env()
-    env.update(
-        AWS_REGION=server.region,
-        RCLONE_CONFIG=os.devnull,
-        RCLONE_CONFIG_BENCH_TYPE="s3",
-        RCLONE_CONFIG_BENCH_PROVIDER="Other",
-        RCLONE_CONFIG_BENCH_ENDPOINT=server.endpoint_url,
-        RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=server.access_key,
-        RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=server.secret_key,
-        RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE="true",
-    )
-    return env
-
-
-def timed(run: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
-def run_tool(tool: str, server: S3Server, source: str, dest: str) -> float:
+def run_tool(tool: str, server: S3Server, source: str, dest: str, timeout: float) -> Outcome:
     if tool == "ours":
-        from airflow_s3sync import S3SyncOperator
+        try:  # imported before the clock starts (a no-op after the first phase)
+            from airflow_s3sync import S3SyncOperator
+        except Exception as exc:  # noqa: BLE001 - an operator that cannot be imported fails its cells
+            return Outcome(error="import: " + exception_line(exc))
+        return timed_call(lambda: S3SyncOperator(task_id="bench", source=source, dest=dest).execute({}))
+    return run_command(sync_command(tool, server.endpoint_url, source, dest), tool_env(server), timeout)
 
-        return timed(lambda: S3SyncOperator(task_id="bench", source=source, dest=dest).execute({}))
-    cmd = command(tool, server, source, dest)
-    env = tool_env(server)
 
-    def run() -> None:
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr[-2000:]}")
+def checked(outcome: Outcome, error: str | None) -> Outcome:
+    """The outcome, turned into a failure when the verification found a wrong result."""
+    if outcome.ok and error:
+        outcome.error = f"{error} (the tool reported success after {outcome.seconds:.2f} s)"
+    return outcome
 
-    return timed(run)
+
+def run_phases(
+    tool: str, server: S3Server, tree: Path, work: Path, expected: Totals, timeout: float
+) -> dict[str, Outcome]:
+    client = server.client()
+    bucket, copy = f"w1-{tool}", f"w1-{tool}-copy"
+    for name in (bucket, copy):
+        client.create_bucket(Bucket=name)
+    data, copied = f"s3://{bucket}/data/", f"s3://{copy}/data/"
+    row: dict[str, Outcome] = {}
+
+    outcome = run_tool(tool, server, str(tree), data, timeout)
+    uploaded = s3_listing(client, bucket, "data/")
+    row["upload"] = checked(outcome, verify(listing_totals(uploaded), expected))
+
+    outcome = run_tool(tool, server, str(tree), data, timeout)
+    after = s3_listing(client, bucket, "data/")
+    row["resync"] = checked(outcome, verify(listing_totals(after), expected))
+    rewritten = changed_between(uploaded, after)
+    if rewritten and row["resync"].ok:
+        row["resync"].note = f"not a no-op: {rewritten} objects added, removed or rewritten"
+
+    outcome = run_tool(tool, server, data, copied, timeout)
+    row["s3s3"] = checked(outcome, verify(listing_totals(s3_listing(client, copy, "data/")), expected))
+
+    download = work / f"download-{tool}"  # does not exist yet: each tool creates it
+    outcome = run_tool(tool, server, data, str(download), timeout)
+    row["download"] = checked(outcome, verify(local_totals(download), expected))  # (0, 0) if not created
+    shutil.rmtree(download, ignore_errors=True)
+    return row
+
+
+def probe_upload_part_copy(server: S3Server) -> str:
+    """Whether the server answers UploadPartCopy with an ETag: s3transfer (aws, and boto3's
+    managed copy) copies objects above 8 MiB in parts this way and needs one."""
+    client = server.client()
+    client.create_bucket(Bucket="w1-probe")
+    client.put_object(Bucket="w1-probe", Key="source", Body=b"x" * 1024)
+    upload = client.create_multipart_upload(Bucket="w1-probe", Key="copy")
+    try:
+        answer = client.upload_part_copy(
+            Bucket="w1-probe",
+            Key="copy",
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            CopySource={"Bucket": "w1-probe", "Key": "source"},
+        )
+    except Exception as exc:  # noqa: BLE001 - the answer is the finding
+        return f"UploadPartCopy fails on this server: {type(exc).__name__}: {exc}"
+    finally:
+        client.abort_multipart_upload(Bucket="w1-probe", Key="copy", UploadId=upload["UploadId"])
+    if answer.get("CopyPartResult", {}).get("ETag"):
+        return "this server answers UploadPartCopy with an ETag"
+    return (
+        "this server answers UploadPartCopy without an ETag (an empty body), so s3transfer's multipart copy "
+        "(aws s3 sync, boto3's managed copy) fails above 8 MiB with `'ETag'`; s5cmd and rclone use CopyObject"
+    )
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, Outcome]], probe: str) -> tuple[str, dict[str, Any]]:
+    rows = [[TOOL_LABELS[tool]] + [seconds_cell(row.get(p)) for p in PHASES] for tool, row in results.items()]
+    ratios: dict[str, float | None] = {}
+    if "ours" in results:
+        cells = []
+        for phase in PHASES:
+            peers = {tool: results[tool].get(phase) for tool in PEERS if tool in results}
+            ratios[phase], text = ratio_to_fastest_peer(results["ours"].get(phase), peers)
+            cells.append(text)
+        rows.append(["**ours / fastest peer**", *cells])
+    met = [PHASES[p] for p, r in ratios.items() if r is not None and r <= 1.0]
+    known = [r for r in ratios.values() if r is not None]
+    lines = [
+        "## W1 — one endpoint: upload, no-op re-sync, S3 → S3, download",
+        "",
+        f"One `rclone serve s3` on 127.0.0.1. Local tree: {args.small:,} x {args.small_kib} KiB files in "
+        f"{args.folders} folders + {args.large} x {args.large_mib} MiB files. Each tool: its own buckets, its "
+        "defaults; ours in-process (no interpreter start timed), the others as commands. Seconds; "
+        '"fails" = error or wrong result (count / bytes verified after every phase).',
+        "",
+        *table(["tool", *PHASES.values()], rows),
+        "",
+        f"us / fastest peer = ours / min(s5cmd, rclone); target ≤ 1.0: met in {len(met)} of {len(known)} "
+        f"phases with a ratio{(' (' + ', '.join(met) + ')') if met else ''}.",
+    ]
+    notes = failure_notes({(tool, PHASES[p]): o for tool, row in results.items() for p, o in row.items()})
+    lines += ["", *notes, f"- Server probe: {probe}."]
+    data = {
+        "workload": "W1",
+        "server_probe": probe,
+        "params": vars(args),
+        "phases": PHASES,
+        "results": {tool: {p: o.to_json() for p, o in row.items()} for tool, row in results.items()},
+        "ratios": ratios,
+    }
+    return "\n".join(lines) + "\n", data
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", type=int, default=2000, help="number of small files")
+    parser.add_argument("--small", type=int, default=1000, help="number of small files (default 1000)")
     parser.add_argument("--small-kib", type=int, default=4)
-    parser.add_argument("--large", type=int, default=8, help="number of large files")
-    parser.add_argument("--large-mib", type=int, default=32)
+    parser.add_argument("--folders", type=int, default=10, help="folders the small files are spread over")
+    parser.add_argument("--large", type=int, default=4, help="number of large files (default 4)")
+    parser.add_argument("--large-mib", type=int, default=20)
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ",".join(TOOLS))
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds before a command is killed")
+    parser.add_argument("--quick", action="store_true", help="100 small files, 2 large ones")
+    parser.add_argument("--json", help="also write the results as JSON to this path (for bench/all.py)")
     args = parser.parse_args()
-    missing = [tool for tool in ("aws", "s5cmd", "rclone") if not (BIN / tool).exists()]
-    if missing:
-        print(f"missing tools in {BIN}: {missing} (make bench installs them)", file=sys.stderr)
+    if args.quick:
+        args.small, args.large = 100, 2
+    tools = [tool for tool in args.tools.split(",") if tool]
+    if unknown := set(tools) - set(TOOLS):
+        parser.error(f"unknown tools: {sorted(unknown)}")
+    if missing := missing_tools(tools):
+        print(f"missing tools: {missing} (make bench installs them)", file=sys.stderr)
         return 2
+    kept = clean_environ(os.environ)  # no AWS_*/RCLONE_* from the host in the operator's process
+    os.environ.clear()
+    os.environ.update(kept)
 
-    with tempfile.TemporaryDirectory(prefix="s3sync-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="s3sync-bench-w1-") as tmp:
         work = Path(tmp)
-        small, large = work / "small", work / "large"
-        make_files(small, args.small, args.small_kib * 1024)
-        make_files(large, args.large, args.large_mib * 1024 * 1024, per_dir=args.large)
+        tree = work / "tree"
+        make_tree(tree, args.small, args.small_kib * KIB, args.folders)
+        make_tree(tree / "large", args.large, args.large_mib * MIB, 1, start=args.small)
+        expected = local_totals(tree)
         (work / "store").mkdir()
         with rclone_server(work / "store") as server:
             use_connection(os.environ, "aws_default", server.connection_json())
-            client = server.client()
-            results: dict[str, dict[str, float]] = {}
-            for tool in TOOLS:
-                buckets = {name: f"bench-{tool}-{name}-{uuid.uuid4().hex[:6]}" for name in ("small", "large")}
-                for bucket in buckets.values():
-                    client.create_bucket(Bucket=bucket)
-                small_dest = f"s3://{buckets['small']}/data/"
-                row = results.setdefault(tool, {})
-                row["upload-small"] = run_tool(tool, server, str(small), small_dest)
-                row["upload-large"] = run_tool(tool, server, str(large), f"s3://{buckets['large']}/data/")
-                row["resync-noop"] = run_tool(tool, server, str(small), small_dest)
-                download = work / f"download-{tool}"
-                download.mkdir()
-                row["download-small"] = run_tool(tool, server, small_dest, str(download))
-                copied = sum(1 for p in download.rglob("*") if p.is_file())
-                if copied != args.small:
-                    raise RuntimeError(f"{tool} downloaded {copied} of {args.small} files")
-                shutil.rmtree(download)
-                print(f"{tool:>7}: " + ", ".join(f"{k} {v:.2f}s" for k, v in row.items()), flush=True)
-
-    scenarios = list(results["ours"])
-    lines = [
-        f"# airflow-s3sync benchmark ({time.strftime('%Y-%m-%d %H:%M')})",
-        "",
-        f"Server: rclone serve s3 on 127.0.0.1. small = {args.small} x {args.small_kib} KiB, "
-        f"large = {args.large} x {args.large_mib} MiB. Seconds (ratio tool / ours; > 1 means ours is faster).",
-        "",
-        "| tool | " + " | ".join(scenarios) + " |",
-        "| --- |" + " --- |" * len(scenarios),
-    ]
-    for tool, row in results.items():
-        cells = [
-            f"{row[s]:.2f}" if tool == "ours" else f"{row[s]:.2f} ({row[s] / results['ours'][s]:.2f}x)"
-            for s in scenarios
-        ]
-        lines.append(f"| {tool} | " + " | ".join(cells) + " |")
-    report = "\n".join(lines) + "\n"
-    print("\n" + report)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.md").write_text(report)
+            probe = probe_upload_part_copy(server)
+            results: dict[str, dict[str, Outcome]] = {}
+            for tool in tools:
+                progress(f"W1 {tool} ...")
+                results[tool] = run_phases(tool, server, tree, work, expected, args.timeout)
+                progress(f"W1 {tool}: " + ", ".join(f"{PHASES[p]} {seconds_cell(o)}" for p, o in results[tool].items()))
+    markdown, data = report(args, results, probe)
+    write_outputs("w1", markdown, data, args.json)
     return 0
 
 
