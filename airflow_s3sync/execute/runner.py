@@ -94,6 +94,7 @@ class JobRunner:
             return
         while not self._slots.acquire(timeout=0.2):
             if self._stopping.is_set():
+                self._report(job, InterruptedError("the run was stopped"))
                 return
         with self._lock:
             self._in_flight += 1
@@ -118,7 +119,7 @@ class JobRunner:
             self._slots.release()
 
     def _execute(self, job: Job) -> None:
-        attempt = 1
+        attempt, last_error = 1, None
         while not self._stopping.is_set():
             try:
                 job.run()
@@ -131,10 +132,12 @@ class JobRunner:
                 with self._lock:
                     self.retries += 1
                 self.log.warning("retrying %s in %.1fs (attempt %d failed: %s)", job.name, delay, attempt, error)
+                last_error = error
                 if self._stopping.wait(delay):
                     break
                 attempt += 1
-        self._report(job, InterruptedError("the run was stopped"))
+        # Stopped before the job ran, or while it waited to retry: the last error says more.
+        self._report(job, last_error or InterruptedError("the run was stopped"))
 
     def _report(self, job: Job, error: BaseException) -> None:
         try:

@@ -1,0 +1,281 @@
+"""JobRunner: inline mode, back-pressure, retries, failures that are not Exceptions, stop()."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from airflow_s3sync.execute.runner import Job, JobRunner
+
+LOG = logging.getLogger("test.runner")
+WAIT = 5.0  # the longest any step of these tests may take
+
+
+class Fatal(BaseException):
+    """Not an Exception: what KeyboardInterrupt or SystemExit look like to the runner."""
+
+
+class Recorder:
+    """Jobs whose runs and failures are recorded."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs: list[str] = []
+        self.failures: dict[str, BaseException] = {}
+        self.threads: dict[str, threading.Thread] = {}
+
+    def job(self, name: str, body: Callable[[], None] = lambda: None) -> Job:
+        def run() -> None:
+            with self.lock:
+                self.runs.append(name)
+                self.threads[name] = threading.current_thread()
+            body()
+
+        def failed(error: BaseException) -> None:
+            with self.lock:
+                self.failures[name] = error
+
+        return Job(name, run, failed)
+
+    def count(self, name: str) -> int:
+        with self.lock:
+            return self.runs.count(name)
+
+
+def blocking(started: threading.Event, release: threading.Event) -> Callable[[], None]:
+    def body() -> None:
+        started.set()
+        assert release.wait(WAIT), "the test never released this job"
+
+    return body
+
+
+def in_thread(target: Callable[[], None]) -> threading.Event:
+    """Run ``target`` in a daemon thread; the Event is set when it returned."""
+    returned = threading.Event()
+
+    def call() -> None:
+        target()
+        returned.set()
+
+    threading.Thread(target=call, daemon=True).start()
+    return returned
+
+
+def test_inline_mode_runs_each_job_in_the_callers_thread_before_submit_returns() -> None:
+    jobs = Recorder()
+    runner = JobRunner(workers=0, log=LOG)
+
+    with runner:
+        runner.submit(jobs.job("a"))
+        assert jobs.runs == ["a"]  # done before submit returned
+        runner.submit(jobs.job("b", lambda: 1 / 0))
+        assert isinstance(jobs.failures["b"], ZeroDivisionError)
+
+    assert jobs.threads["a"] is threading.current_thread()
+    assert jobs.threads["b"] is threading.current_thread()
+
+
+def test_inline_mode_retries_transient_failures() -> None:
+    jobs = Recorder()
+    errors = [ConnectionError("dropped")]
+
+    def flaky() -> None:
+        if errors:
+            raise errors.pop()
+
+    runner = JobRunner(workers=0, log=LOG, transient=lambda error: isinstance(error, ConnectionError), backoff=0.001)
+    runner.submit(jobs.job("a", flaky))
+
+    assert jobs.count("a") == 2 and jobs.failures == {} and runner.retries == 1
+
+
+def test_workers_run_jobs_in_other_threads() -> None:
+    jobs = Recorder()
+    with JobRunner(workers=2, log=LOG) as runner:
+        for name in "abc":
+            runner.submit(jobs.job(name))
+    assert sorted(jobs.runs) == ["a", "b", "c"]
+    assert all(thread is not threading.current_thread() for thread in jobs.threads.values())
+
+
+def test_submit_blocks_while_twice_the_workers_jobs_are_unfinished() -> None:
+    jobs = Recorder()
+    runner = JobRunner(workers=2, log=LOG)
+    started = [threading.Event() for _ in range(5)]
+    release = [threading.Event() for _ in range(5)]
+    try:
+        for index in range(4):  # 2 running + 2 queued: every submit returns at once
+            returned = in_thread(
+                lambda index=index: runner.submit(jobs.job(f"j{index}", blocking(started[index], release[index])))
+            )
+            assert returned.wait(WAIT), f"submit {index} blocked with fewer than 4 jobs unfinished"
+        assert started[0].wait(WAIT) and started[1].wait(WAIT)
+
+        returned = in_thread(lambda: runner.submit(jobs.job("j4", blocking(started[4], release[4]))))
+        assert not returned.wait(0.5), "the fifth submit did not wait for a free slot"
+        assert sorted(jobs.runs) == ["j0", "j1"]  # the queued two wait for a worker
+
+        release[0].set()  # one job finishes: one slot frees
+        assert returned.wait(WAIT), "the fifth submit still blocks after a job finished"
+        assert started[2].wait(WAIT)  # the first queued job took the free worker
+    finally:
+        for event in release:
+            event.set()
+        runner.wait()
+    assert sorted(jobs.runs) == ["j0", "j1", "j2", "j3", "j4"]
+    assert jobs.failures == {}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_base_exception_in_a_job_is_reported_and_never_hangs_wait(workers: int) -> None:
+    jobs = Recorder()
+    fatal = Fatal("interrupted")
+
+    def boom() -> None:
+        raise fatal
+
+    # Even a runner told that every error is transient makes one attempt of a BaseException.
+    runner = JobRunner(workers=workers, log=LOG, transient=lambda error: True, backoff=0.001)
+
+    def use() -> None:  # in a thread of its own: a hang fails the test instead of stalling it
+        with runner:
+            runner.submit(jobs.job("boom", boom))
+            runner.submit(jobs.job("after"))
+        runner.wait()
+
+    returned = in_thread(use)
+
+    assert returned.wait(WAIT), "wait() hung after a job raised a BaseException"
+    assert jobs.failures == {"boom": fatal}
+    assert jobs.count("boom") == 1 and runner.retries == 0
+    assert jobs.count("after") == 1  # the worker survived
+
+
+def test_a_failing_failure_callback_is_logged_and_never_hangs_wait(caplog: pytest.LogCaptureFixture) -> None:
+    def failed(error: BaseException) -> None:
+        raise RuntimeError("reporting bug")
+
+    def run() -> None:
+        raise ValueError("job failed")
+
+    runner = JobRunner(workers=2, log=LOG)
+
+    def use() -> None:
+        with runner:
+            runner.submit(Job("bad", run, failed))
+        runner.wait()
+
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
+        assert in_thread(use).wait(WAIT), "wait() hung after the failure callback raised"
+    assert any("could not report the failure of bad" in record.getMessage() for record in caplog.records)
+
+
+def test_stop_drops_the_jobs_not_yet_started() -> None:
+    jobs = Recorder()
+    runner = JobRunner(workers=2, log=LOG)
+    started = [threading.Event(), threading.Event()]
+    release = threading.Event()
+    runner.submit(jobs.job("running-0", blocking(started[0], release)))
+    runner.submit(jobs.job("running-1", blocking(started[1], release)))
+    runner.submit(jobs.job("queued-0"))
+    runner.submit(jobs.job("queued-1"))
+    assert started[0].wait(WAIT) and started[1].wait(WAIT)
+
+    runner.stop()
+    # A submit that would wait for a slot gives up once the runner is stopping.
+    returned = in_thread(lambda: runner.submit(jobs.job("late")))
+    assert returned.wait(WAIT), "submit kept blocking after stop()"
+    release.set()
+    runner.wait()
+
+    assert runner.stopping
+    assert sorted(jobs.runs) == ["running-0", "running-1"]  # the running jobs finished
+    assert sorted(jobs.failures) == ["queued-0", "queued-1"]
+    for error in jobs.failures.values():
+        assert isinstance(error, InterruptedError) and str(error) == "the run was stopped"
+
+
+def test_stop_ends_a_retry_backoff() -> None:
+    jobs = Recorder()
+    attempt = threading.Event()
+
+    def failing() -> None:
+        attempt.set()
+        raise ConnectionError("dropped")
+
+    runner = JobRunner(workers=1, log=LOG, transient=lambda error: True, backoff=30.0)
+    runner.submit(jobs.job("a", failing))
+    assert attempt.wait(WAIT)
+    runner.stop()
+    returned = in_thread(runner.wait)
+
+    assert returned.wait(WAIT), "the backoff was not cut short by stop()"
+    assert jobs.count("a") == 1
+    assert isinstance(jobs.failures["a"], InterruptedError)
+
+
+def test_transient_failures_are_retried_up_to_the_attempts_and_counted() -> None:
+    jobs = Recorder()
+    remaining = {"recovers": 2, "never": 99}
+
+    def flaky(name: str) -> Callable[[], None]:
+        def body() -> None:
+            if remaining[name] > 0:
+                remaining[name] -= 1
+                raise TimeoutError(f"{name} timed out")
+
+        return body
+
+    runner = JobRunner(workers=2, log=LOG, transient=lambda error: isinstance(error, TimeoutError), backoff=0.001)
+    with runner:
+        runner.submit(jobs.job("recovers", flaky("recovers")))
+        runner.submit(jobs.job("never", flaky("never")))
+        runner.submit(jobs.job("permanent", lambda: int("x")))
+
+    assert jobs.count("recovers") == 3 and "recovers" not in jobs.failures
+    assert jobs.count("never") == 3 and str(jobs.failures["never"]) == "never timed out"
+    assert jobs.count("permanent") == 1 and isinstance(jobs.failures["permanent"], ValueError)
+    assert runner.retries == 4
+
+
+def test_leaving_the_runner_with_an_error_stops_it() -> None:
+    jobs = Recorder()
+    started, release = threading.Event(), threading.Event()
+    runner = JobRunner(workers=1, log=LOG)
+
+    def release_once_stopping() -> None:  # __exit__ stops the runner, then waits for the running job
+        deadline = time.monotonic() + WAIT
+        while not runner.stopping and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+
+    with pytest.raises(RuntimeError, match="planning failed"), runner:
+        runner.submit(jobs.job("running", blocking(started, release)))
+        runner.submit(jobs.job("queued"))
+        assert started.wait(WAIT)
+        in_thread(release_once_stopping)
+        raise RuntimeError("planning failed")
+
+    assert runner.stopping
+    assert jobs.count("queued") == 0 and isinstance(jobs.failures["queued"], InterruptedError)
+
+
+def test_progress_lines_end_with_the_final_count(caplog: pytest.LogCaptureFixture) -> None:
+    jobs = Recorder()
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int, in_flight: int) -> str:
+        seen.append((done, in_flight))
+        return f"progress: {done} done, {in_flight} in flight"
+
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        with JobRunner(workers=2, log=LOG, progress=progress, progress_interval=60) as runner:
+            for name in "abc":
+                runner.submit(jobs.job(name))
+    assert seen == [(3, 0)]  # one line at the end (the interval never elapsed)
+    assert [record.getMessage() for record in caplog.records] == ["progress: 3 done, 0 in flight"]
