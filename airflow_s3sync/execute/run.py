@@ -176,9 +176,12 @@ class SyncRun:
             multipart_threshold=self.mover.backend.multipart_threshold,
             copy_object_lock=options.copy_object_lock,
             copy_tags=options.copy_tags,
-            native=direction is not Direction.COPY
-            and set(options.extra_args) <= _NATIVE_ARGS
-            and self.mover.backend.native_enabled,
+            native=self.mover.backend.native_enabled
+            and (
+                set(options.extra_args) <= _NATIVE_ARGS
+                if direction is not Direction.COPY
+                else self.streamed and not options.extra_args and not options.copy_object_lock and not options.copy_tags
+            ),
         )
         self.transfers = Transfers(
             source=self.source,

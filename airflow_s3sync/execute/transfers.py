@@ -24,13 +24,18 @@ from airflow_s3sync.hooks.s3 import OBJECT_PROPERTIES, etag_may_be_md5
 from airflow_s3sync.plan import Action, ActionKind, Entry
 from airflow_s3sync.plan.checksum import Digests, Verdict, compare_digests, local_digest_plan, parse_etag
 from airflow_s3sync.plan.lock import LockState, decide_lock, write_time_lock
-from airflow_s3sync.plan.route import RouteContext, TransferKind, TransferSpec, route
+from airflow_s3sync.plan.route import READ_WHOLE_MAX, RouteContext, TransferKind, TransferSpec, route
 
 #: Object properties that, given for a copy, replace the source's instead of being ignored.
 COPY_PROPERTIES = frozenset(OBJECT_PROPERTIES)
-#: Streamed objects up to this size are read whole by one GetObject (at most 2 x max_concurrency
-#: of them are held at once); larger ones are read as the upload consumes them.
-READ_WHOLE_BELOW = 1024 * 1024
+#: Object properties the native client writes as attributes (Expires it cannot write).
+_NATIVE_ATTRIBUTES = {
+    "CacheControl": "Cache-Control",
+    "ContentDisposition": "Content-Disposition",
+    "ContentEncoding": "Content-Encoding",
+    "ContentLanguage": "Content-Language",
+    "ContentType": "Content-Type",
+}
 
 
 class _Bytes:
@@ -254,13 +259,14 @@ class Transfers:
         upload its bytes to the destination endpoint as they arrive — in parts above the
         multipart threshold, never on disk. The source's properties (Content-Type,
         Cache-Control, ..., user metadata) and, with ``copy_object_lock``, its lock go with the
-        upload; what was written is verified afterwards. Above :data:`READ_WHOLE_BELOW` bytes
-        the GetObject opens only when the upload starts reading; below it, one GetObject serves
-        for properties and data."""
+        upload; what was written is verified afterwards. Above :data:`READ_WHOLE_MAX` bytes
+        the GetObject opens only when the upload starts reading; up to it, one GetObject serves
+        for properties and data, and the native client writes them when routing allows and the
+        source has nothing it cannot carry (``Expires``)."""
         source, dest = self.source, self.dest
         assert isinstance(source, S3Side) and isinstance(dest, S3Side)
         source_key, dest_key = source.object_key(src.key), dest.object_key(src.key)
-        if src.size <= READ_WHOLE_BELOW:
+        if src.size <= READ_WHOLE_MAX:
             head = source.backend.open_object(source.bucket, source_key, etag=src.etag)
             with head["Body"] as stream:
                 body: Any = io.BytesIO(stream.read())
@@ -277,33 +283,61 @@ class Transfers:
         if tags:
             args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
         size = int(head["ContentLength"])
+        source_md5, _ = parse_etag(head.get("ETag"), md5_etag_possible=etag_may_be_md5(head))
+        if spec.native and isinstance(body, io.BytesIO) and set(args) <= set(_NATIVE_ATTRIBUTES) | {"Metadata"}:
+            self._stream_native(body.getvalue(), args, source_md5, dest_key, progress)
+            return
         part_size = dest.backend.part_size_for(size)
         reader = HashingReader(body, ContentHasher(part_size=part_size))
-        source_md5, _ = parse_etag(head.get("ETag"), md5_etag_possible=etag_may_be_md5(head))
         try:
             dest.backend.upload_stream(reader, dest.bucket, dest_key, size=size, extra_args=args, progress=progress)
         finally:
             reader.close()
-        self._verify_written(reader.hasher.digests(), source_md5, dest_key)
+        self._verify_written(reader.hasher.digests(), source_md5, dest_key, dest.backend.written(dest.bucket, dest_key))
         if spec.lock_after and lock_args:
             self._apply_lock(state, dest_key)
 
-    def _verify_written(self, sent: Digests, source_md5: str | None, dest_key: str) -> None:
+    def _stream_native(
+        self, data: bytes, args: Mapping[str, Any], source_md5: str | None, dest_key: str, progress: _Bytes
+    ) -> None:
+        """Write a small streamed object with the native client, its properties as attributes."""
+        dest = self.dest
+        assert isinstance(dest, S3Side)
+        attributes = {_NATIVE_ATTRIBUTES[name]: value for name, value in args.items() if name in _NATIVE_ATTRIBUTES}
+        attributes.update(args.get("Metadata", {}))
+        written = dest.native.upload_bytes(data, dest.bucket, dest_key, attributes=attributes, progress=progress)
+        hasher = ContentHasher(part_size=None)
+        hasher.update(data)
+        # The native client's answer does not say whether the object is encrypted with KMS (whose
+        # ETag is no MD5): an ETag that is not the MD5 sent is checked again with a HeadObject.
+        answer = {"ETag": written.etag} if written.etag else None
+        self._verify_written(hasher.digests(), source_md5, dest_key, answer, answer_is_final=False)
+
+    def _verify_written(
+        self,
+        sent: Digests,
+        source_md5: str | None,
+        dest_key: str,
+        answer: Mapping[str, Any] | None,
+        *,
+        answer_is_final: bool = True,
+    ) -> None:
         """Check a streamed object: the bytes read match the source's MD5 (when its ETag is
-        one), and the destination holds what was sent — by the write's own answer when its ETag
-        can be compared, else by a HeadObject: size, and MD5 or multipart ETag. Raise naming
-        the mismatch."""
+        one), and the destination holds what was sent — by the write's own ``answer`` when its
+        ETag can be compared, else by a HeadObject: size, and MD5 or multipart ETag. Raise naming
+        the mismatch. Unless ``answer_is_final``, an answer that disagrees is checked again
+        with a HeadObject."""
         dest = self.dest
         assert isinstance(dest, S3Side)
         where = f"s3://{dest.bucket}/{dest_key}"
-        answer = dest.backend.written(dest.bucket, dest_key)
         if source_md5 is not None and sent.md5 != source_md5:
             raise S3SyncError(f"verification failed: the bytes read (MD5 {sent.md5}) are not the source's {source_md5}")
         if answer is not None:
             md5, composite = parse_etag(answer.get("ETag"), md5_etag_possible=etag_may_be_md5(answer))
             written = Digests(sent.size, md5=md5, multipart_etag=composite, part_size=sent.part_size)
-            if md5 is not None or (composite is not None and sent.multipart_etag is not None):
-                _check_written(where, written, sent)  # comparable: no further request
+            comparable = md5 is not None or (composite is not None and sent.multipart_etag is not None)
+            if comparable and (answer_is_final or written.md5 == sent.md5):
+                _check_written(where, written, sent)  # no further request
                 return
         _check_written(where, dest.backend.digests(dest.bucket, dest_key, **self.dest_read_args), sent)
 

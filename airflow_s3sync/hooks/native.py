@@ -82,11 +82,23 @@ class NativeBackend:
     ) -> Written:
         """PutObject of the whole file in one request, ``Content-Type`` guessed from its name
         as ``aws s3 sync`` does (or from ``extra_args``)."""
+        content_type = extra_args.get("ContentType") or mimetypes.guess_type(path)[0]
+        attributes = {"Content-Type": content_type} if content_type else {}
+        return self._put(Path(path), size, bucket, key, attributes=attributes, progress=progress)
+
+    def upload_bytes(
+        self, data: bytes, bucket: str, key: str, *, attributes: Mapping[str, str], progress: Progress
+    ) -> Written:
+        """PutObject of ``data`` in one request, with ``attributes`` (``Content-Type``,
+        ``Cache-Control``, ..., other names are user metadata)."""
+        return self._put(data, len(data), bucket, key, attributes=attributes, progress=progress)
+
+    def _put(
+        self, body: Path | bytes, size: int, bucket: str, key: str, *, attributes: Mapping[str, str], progress: Progress
+    ) -> Written:
         import obstore
 
-        content_type = extra_args.get("ContentType") or mimetypes.guess_type(path)[0]
-        attributes = {"Content-Type": content_type} if content_type else None
-        result = obstore.put(self._store(bucket), key, Path(path), attributes=attributes, use_multipart=False)
+        result = obstore.put(self._store(bucket), key, body, attributes=dict(attributes) or None, use_multipart=False)
         progress(size)
         return Written(size, etag=result.get("e_tag"))
 

@@ -15,6 +15,9 @@ from airflow_s3sync.plan.compare import Direction
 
 #: S3's limit for one CopyObject, and rclone's default ``--s3-copy-cutoff``.
 MAX_COPY_OBJECT_SIZE = 5 * 1024**3
+#: Streamed objects up to this size are read whole by one GetObject (and may be written by the
+#: native client); larger ones are read as their upload consumes them.
+READ_WHOLE_MAX = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -38,8 +41,9 @@ class RouteContext:
     :param multipart_threshold: from this size the writing side's uploads go in parts.
     :param copy_object_lock: the source's retention and legal hold go with each object written.
     :param copy_tags: the source's tags go with copies S3 does not tag by itself.
-    :param native: the fast native client may carry this run's uploads or downloads (it is
-        enabled for the connection, and the run's request arguments are ones it can send).
+    :param native: the fast native client may carry this run's uploads, downloads or the
+        writes of small streamed copies (it is enabled for the connection, and the run's
+        request arguments, lock and tag options are ones it can carry).
     """
 
     direction: Direction
@@ -56,7 +60,9 @@ class TransferSpec:
     """How one object is transferred.
 
     :param kind: the backend call.
-    :param native: through the native client instead of botocore/s3transfer.
+    :param native: through the native client instead of botocore/s3transfer (for a stream:
+        its write, unless the source turns out to have a property the native client cannot
+        carry).
     :param read_lock: read the source's retention and legal hold first (server-side copies).
     :param read_tags: read the source's tags first.
     :param verify: check what was written against what was read (streamed copies).
@@ -107,6 +113,7 @@ def route(context: RouteContext, *, size: int, object_key: str, bucket_is_plain:
     if context.streamed:
         return TransferSpec(
             TransferKind.STREAM,
+            native=context.native and bucket_is_plain and size <= READ_WHOLE_MAX and native_key(object_key),
             read_tags=context.copy_tags,
             verify=True,
             lock_after=context.copy_object_lock and multipart_write,

@@ -314,6 +314,14 @@ class FakeBackend:
         self._wrote(bucket, key, stored)
         return Written(len(data), etag=stored.etag)
 
+    def upload_bytes(
+        self, data: bytes, bucket: str, key: str, *, attributes: Mapping[str, str], progress: Any
+    ) -> Written:
+        self._enter("upload_bytes", bucket, key, progress, attributes=dict(attributes))
+        stored = self.store.put(bucket, key, data, Attributes=dict(attributes))
+        progress(len(data))
+        return Written(len(data), etag=stored.etag)
+
     def download_file(
         self,
         bucket: str,

@@ -18,10 +18,10 @@ from botocore.exceptions import EndpointConnectionError
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.run import SyncOptions, SyncRun
 from airflow_s3sync.execute.runner import JobRunner
-from airflow_s3sync.execute.transfers import READ_WHOLE_BELOW
-from airflow_s3sync.hooks.backend import is_transient
+from airflow_s3sync.hooks.backend import Written, is_transient
 from airflow_s3sync.locations import S3Location, parse_location
 from airflow_s3sync.plan.checksum import Digests
+from airflow_s3sync.plan.route import READ_WHOLE_MAX as READ_WHOLE_BELOW
 from tests.execute.fakes import FakeBackend, FakeStore, client_error
 
 BUCKET = "bkt"
@@ -273,16 +273,21 @@ def test_same_service_copy_is_one_copy_object_up_to_copy_cutoff_and_in_parts_abo
 @pytest.mark.parametrize("answer_written", [False, True])
 def test_copy_between_services_streams_and_verifies(log: LogRecorder, answer_written: bool) -> None:
     source_hook = FakeBackend(name="source")
-    dest_native = FakeBackend(name="native")
-    dest_hook = FakeBackend(name="dest", native=dest_native, answer_written=answer_written)
+    dest_store = FakeStore()
+    dest_native = FakeBackend(dest_store, name="native")
+    dest_hook = FakeBackend(dest_store, name="dest", native=dest_native, answer_written=answer_written)
     small, large = b"small,data\n", os.urandom(READ_WHOLE_BELOW + 1)
     source_hook.store.put("src", "in/large.bin", large, mtime=OLD)
     source_hook.store.put("src", "in/small.csv", small, mtime=OLD, ContentType="text/csv", Metadata={"k": "v"})
 
     report = make_run("s3://src/in", "s3://dst/out", log, source_hook=source_hook, dest_hook=dest_hook).run()
 
-    assert sorted(dest_hook.keys_of("upload_stream")) == ["out/large.bin", "out/small.csv"]
-    assert dest_hook.calls_named("copy_object") == [] and dest_native.calls == []
+    # Small objects are written by the native client (their properties as attributes), larger
+    # ones stream through s3transfer.
+    assert dest_hook.keys_of("upload_stream") == ["out/large.bin"]
+    assert dest_native.keys_of("upload_bytes") == ["out/small.csv"]
+    assert dest_native.calls_named("upload_bytes")[0].details["attributes"] == {"Content-Type": "text/csv", "k": "v"}
+    assert dest_hook.calls_named("copy_object") == []
     # Up to READ_WHOLE_BELOW one GetObject serves properties and data; above, HeadObject then a
     # GetObject opened by the upload, both conditional on the listed ETag.
     assert source_hook.keys_of("head_object") == ["in/large.bin"]
@@ -291,12 +296,11 @@ def test_copy_between_services_streams_and_verifies(log: LogRecorder, answer_wri
         f'"{md5(large)}"',
         f'"{md5(small)}"',
     }
-    streamed = {call.key: call.details["extra_args"] for call in dest_hook.calls_named("upload_stream")}
-    assert streamed["out/small.csv"] == {"ContentType": "text/csv", "Metadata": {"k": "v"}}
     assert dest_hook.store.data("dst", "out/large.bin") == large
     assert dest_hook.store.data("dst", "out/small.csv") == small
-    # The write's own ETag answer spares the HeadObject; without one, digests() checks.
-    expected_digests = [] if answer_written else ["out/large.bin", "out/small.csv"]
+    # The write's own ETag answer spares the HeadObject; without one, digests() checks (the
+    # native client always answers with the ETag).
+    expected_digests = [] if answer_written else ["out/large.bin"]
     assert sorted(dest_hook.keys_of("digests")) == expected_digests
     assert report.counts["copied"] == 2
     assert report.bytes_transferred == len(small) + len(large)
@@ -609,3 +613,49 @@ def test_a_local_destination_deletes_only_after_every_download(tmp_path: Path, l
     hook.store.put(BUCKET, "p/b", b"b", mtime=OLD)
     make_run(f"s3://{BUCKET}/p", str(out), log, source_hook=hook, delete=True).run()
     assert sorted(path.name for path in out.iterdir()) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("properties", "options"),
+    [
+        ({"Expires": OLD}, {}),  # a property the native client cannot write
+        ({}, {"copy_tags": True}),
+        ({}, {"extra_args": {"StorageClass": "STANDARD_IA"}}),
+    ],
+    ids=["expires", "copy_tags", "extra_args"],
+)
+def test_small_streamed_objects_take_botocore_for_what_the_native_client_cannot_carry(
+    log: LogRecorder, properties: dict, options: dict
+) -> None:
+    source_hook = FakeBackend(name="source")
+    dest_store = FakeStore()
+    dest_native = FakeBackend(dest_store, name="native")
+    dest_hook = FakeBackend(dest_store, name="dest", native=dest_native)
+    source_hook.store.put("src", "in/a", b"abc", mtime=OLD, **properties)
+    source_hook.object_tags = lambda bucket, key: []  # type: ignore[method-assign]
+
+    make_run("s3://src/in", "s3://dst/out", log, source_hook=source_hook, dest_hook=dest_hook, **options).run()
+
+    assert dest_hook.keys_of("upload_stream") == ["out/a"] and dest_native.calls_named("upload_bytes") == []
+
+
+def test_a_native_streamed_write_whose_etag_is_not_the_md5_is_checked_with_a_head(log: LogRecorder) -> None:
+    """The native client's answer does not say whether the object is KMS-encrypted: an ETag that
+    is not the MD5 sent is no verdict; a HeadObject decides."""
+    source_hook = FakeBackend(name="source")
+    dest_store = FakeStore()
+    dest_native = FakeBackend(dest_store, name="native")
+    dest_hook = FakeBackend(dest_store, name="dest", native=dest_native)
+    source_hook.store.put("src", "in/a", b"abc", mtime=OLD)
+    upload_bytes = dest_native.upload_bytes
+
+    def kms_like(data: bytes, bucket: str, key: str, **kwargs: Any) -> Written:
+        written = upload_bytes(data, bucket, key, **kwargs)
+        return Written(written.size, etag='"' + "f" * 32 + '"')
+
+    dest_native.upload_bytes = kms_like  # type: ignore[method-assign]
+
+    report = make_run("s3://src/in", "s3://dst/out", log, source_hook=source_hook, dest_hook=dest_hook).run()
+
+    assert report.counts["copied"] == 1
+    assert dest_hook.keys_of("digests") == ["out/a"]

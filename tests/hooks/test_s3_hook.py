@@ -119,11 +119,16 @@ def test_a_key_that_breaks_a_delete_batch_is_deleted_on_its_own(moto_default):
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
 
     hook = S3SyncHook()
-    single = []
-    hook.conn.meta.events.register("before-call.s3.DeleteObject", lambda **kw: single.append(1))
+    single, batches = [], []
+    hook.conn.meta.events.register(
+        "provide-client-params.s3.DeleteObject", lambda params, **kw: single.append(params["Key"])
+    )
+    hook.conn.meta.events.register(
+        "provide-client-params.s3.DeleteObjects", lambda params, **kw: batches.append(len(params["Delete"]["Objects"]))
+    )
 
     results = dict(hook.delete_keys(bucket, keys))
 
     assert results == dict.fromkeys(keys)  # every key deleted, none failed
-    assert len(single) == 3  # the refused batch was retried key by key
+    assert single == ["bad\x01key"] and batches == [2]  # only that key alone, from the start
     assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

@@ -43,7 +43,15 @@ UP, COPY, DOWN = Direction.UPLOAD, Direction.COPY, Direction.DOWNLOAD
             TransferSpec(TransferKind.PART_COPY, read_lock=True, read_tags=True, lock_after=True, tags_after=True),
         ),
         # between endpoints: streamed and verified; lock again after a multipart write
-        (RouteContext(COPY, streamed=True, native=True), 10, "k", TransferSpec(TransferKind.STREAM, verify=True)),
+        # ... written by the native client when small (read whole by one GetObject) with a key it keeps
+        (
+            RouteContext(COPY, streamed=True, native=True),
+            MIB,
+            "k",
+            TransferSpec(TransferKind.STREAM, native=True, verify=True),
+        ),
+        (RouteContext(COPY, streamed=True, native=True), MIB + 1, "k", TransferSpec(TransferKind.STREAM, verify=True)),
+        (RouteContext(COPY, streamed=True, native=True), 10, "a//k", TransferSpec(TransferKind.STREAM, verify=True)),
         (
             RouteContext(COPY, streamed=True, copy_object_lock=True, copy_tags=True),
             10,
