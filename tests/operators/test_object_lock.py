@@ -322,9 +322,10 @@ def test_copy_object_lock_between_accounts_streams_with_the_lock(moto, monkeypat
         dest_aws_conn_id="other_account",
         copy_object_lock=True,
     )
-    reads = sent_requests(operator.source_hook, "GetObject")
+    copies = sent_requests(operator.dest_hook, "CopyObject", "UploadPartCopy")
+    writes = sent_requests(operator.dest_hook, "PutObject", "CreateMultipartUpload")
     assert operator.execute({})["copied"] == 1
-    assert len(reads) == 1  # streamed, not copied server-side
+    assert (copies, len(writes)) == ([], 1)  # streamed, not copied server-side
     assert lock_of(client, dst, "data/locked") == lock_of(client, src, "data/locked")
 
 
