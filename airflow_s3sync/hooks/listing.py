@@ -5,10 +5,16 @@ the GIL is most of a no-op re-sync of many objects; ElementTree (C) reads the sa
 about 6 ms. While :func:`fast_pages` is iterating, a ``before-parse`` handler parses each page's
 ``Contents`` itself and hands botocore the rest of the page (pagination tokens, prefix,
 encoding type), so retries, signing, error handling and pagination stay botocore's.
+
+botocore also parses every 200 answer of S3 whole, first, only to see whether it is an error in
+disguise (``_handle_200_error``); :func:`install` puts the fast parse in front of that check for
+these pages — a page that parses as a ListBucketResult is no error, a body cut short still is
+one (a 500, retried), and every other answer still gets botocore's own check.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,6 +22,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from botocore import handlers
 from botocore.utils import parse_timestamp
 
 #: The page key under which the handler leaves its entries.
@@ -64,19 +71,38 @@ def _timestamp(text: str) -> datetime:
     return value if value.tzinfo is not None else parse_timestamp(text)
 
 
-def before_parse(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **kwargs: Any) -> None:
-    """botocore's ``before-parse.s3.ListObjectsV2`` handler: active only inside :func:`fast_pages`."""
+def before_parse(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **kwargs: Any) -> bool:
+    """The fast parse of a ListObjectsV2 answer, active only inside :func:`fast_pages`; whether
+    it took the page (then it is no error in disguise)."""
     if not getattr(_active, "on", False) or response_dict.get("status_code") != 200:
-        return
+        return False
     body = response_dict.get("body")
     if not isinstance(body, bytes):
-        return
+        return False
     try:
         parsed = parse_page(body)
     except (ET.ParseError, ValueError):
-        return  # botocore parses it (and says what is wrong)
-    if parsed is not None:
-        customized_response_dict[CONTENTS], response_dict["body"] = parsed
+        return False  # botocore's checks and parser say what is wrong
+    if parsed is None:
+        return False
+    customized_response_dict[CONTENTS], response_dict["body"] = parsed
+    return True
+
+
+def _before_parse_s3(check_200_error: Any, operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
+    if operation_model.name == "ListObjectsV2" and before_parse(response_dict, **kwargs):
+        return
+    check_200_error(operation_model=operation_model, response_dict=response_dict, **kwargs)
+
+
+def install(events: Any) -> None:
+    """Register the fast parse on a client's event emitter (see the module's docstring)."""
+    check_200_error = getattr(handlers, "_handle_200_error", None)
+    if check_200_error is None:  # another botocore: the fast parse after its own check
+        events.register("before-parse.s3.ListObjectsV2", before_parse)
+        return
+    events.unregister("before-parse.s3.*", check_200_error)
+    events.register_first("before-parse.s3.*", functools.partial(_before_parse_s3, check_200_error))
 
 
 def fast_pages(pages: Iterable[Mapping[str, Any]]) -> Iterator[list[Listed]]:

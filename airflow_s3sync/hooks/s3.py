@@ -252,7 +252,7 @@ class S3SyncHook(S3Hook):
                 f"before-sign.s3.{operation}",
                 lambda request, replace=replace_checksums, **kw: _content_md5(request, replace_checksums=replace, **kw),
             )
-        client.meta.events.register("before-parse.s3.ListObjectsV2", listing.before_parse)
+        listing.install(client.meta.events)
         for operation in ("PutObject", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _remember_target)
             client.meta.events.register(f"after-call.s3.{operation}", self._record_written)

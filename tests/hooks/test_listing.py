@@ -65,3 +65,36 @@ def test_the_fast_parse_matches_botocores(url):
 
 def test_anything_else_is_left_to_botocore():
     assert parse_page(b"<Error><Code>AccessDenied</Code></Error>") is None
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "status"),
+    [
+        ("ListObjectsV2", page(url=True), 200),
+        ("ListObjectsV2", b"<Error><Code>InternalError</Code></Error>", 500),  # an error in a 200
+        ("ListObjectsV2", page(url=True)[:700], 500),  # a body cut short: retried
+        ("CopyObject", b"<Error><Code>InternalError</Code></Error>", 500),  # other operations: botocore's check
+        ("CopyObject", b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>", 200),
+    ],
+    ids=["page", "error", "cut", "copy-error", "copy"],
+)
+def test_the_fast_parse_keeps_botocores_check_for_errors_in_200_answers(operation, body, status):
+    from botocore import handlers
+
+    from airflow_s3sync.hooks import listing
+
+    model = botocore.session.get_session().get_service_model("s3").operation_model(operation)
+    response = {"status_code": 200, "body": body, "headers": {}}
+    customized: dict = {}
+    listing._active.on = True
+    try:
+        listing._before_parse_s3(
+            handlers._handle_200_error,
+            operation_model=model,
+            response_dict=response,
+            customized_response_dict=customized,
+        )
+    finally:
+        listing._active.on = False
+    assert response["status_code"] == status
+    assert (listing.CONTENTS in customized) == (operation == "ListObjectsV2" and status == 200)
