@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from s3transfer.manager import TransferManager
 
 from airflow_s3sync.errors import S3SyncError
-from airflow_s3sync.execute.deletes import DeleteQueue
+from airflow_s3sync.execute.deletes import DeleteGate, DeleteQueue
 from airflow_s3sync.execute.prefetch import Prefetch
 from airflow_s3sync.execute.report import SyncReport, format_bytes
 from airflow_s3sync.execute.runner import JobRunner
@@ -176,12 +176,7 @@ class SyncRun:
             multipart_threshold=self.mover.backend.multipart_threshold,
             copy_object_lock=options.copy_object_lock,
             copy_tags=options.copy_tags,
-            native=self.mover.backend.native_enabled
-            and (
-                set(options.extra_args) <= _NATIVE_ARGS
-                if direction is not Direction.COPY
-                else self.streamed and not options.extra_args and not options.copy_object_lock and not options.copy_tags
-            ),
+            native=self.mover.backend.native_enabled and self._native_can_carry(options),
         )
         self.transfers = Transfers(
             source=self.source,
@@ -189,7 +184,6 @@ class SyncRun:
             context=context,
             request_args=request_args(direction, options.extra_args),
             stream_args=streamed_upload_args(options.extra_args) if self.streamed else {},
-            copy_tags=options.copy_tags,
             dryrun=options.dryrun,
             report=self.report,
             log=log,
@@ -204,6 +198,22 @@ class SyncRun:
             transient=is_transient,
         )
         self._stopping = threading.Event()
+        self.delete_gate = DeleteGate(
+            dest=self.dest,
+            report=self.report,
+            log=log,
+            max_delete=options.max_delete,
+            dryrun=options.dryrun,
+            stopping=self._stopping,
+        )
+
+    def _native_can_carry(self, options: SyncOptions) -> bool:
+        """Whether the native client can carry what this run sends: uploads and downloads with
+        no request arguments but ``ContentType``; streamed copies with none, and no lock or tags
+        to carry (same-endpoint copies are CopyObject, which it cannot send across buckets)."""
+        if self.direction is not Direction.COPY:
+            return set(options.extra_args) <= _NATIVE_ARGS
+        return self.streamed and not (options.extra_args or options.copy_object_lock or options.copy_tags)
 
     def stop(self) -> None:
         """Ask the run to stop: no new transfer or delete starts, and the run fails.
@@ -286,7 +296,7 @@ class SyncRun:
                             break
                         self._handle(action, deletes)
                 self.report.retries = self.runner.retries
-                self._finish(listing_error, deletes)
+                self.delete_gate.pass_through(deletes, self._problems(listing_error))
         finally:
             for listing in listings:
                 listing.close()
@@ -320,57 +330,18 @@ class SyncRun:
             )
         return action.key, action.reason
 
-    # ----------------------------------------------------------------- the delete gate
-    def _finish(self, listing_error: BaseException | None, deletes: DeleteQueue) -> None:
-        """Deletes run last, only when every listing and transfer succeeded, and only up to
-        ``max_delete`` (checked before the first)."""
+    def _problems(self, listing_error: BaseException | None) -> list[str]:
+        """What makes the run unclean besides a stop: a failed listing, local directories that
+        could not be read, failed transfers."""
         local_sides = [side for side in (self.source, self.dest) if isinstance(side, LocalSide)]
         for side in local_sides:
             self.report.warned(side.warnings)
         incomplete = [side.location.path for side in local_sides if not side.complete]
         problems: list[str] = []
-        if self._stopping.is_set():
-            problems.append("the run was stopped (the task was killed)")
         if listing_error is not None:
             problems.append(f"a listing failed ({listing_error})")
         if incomplete:
             problems.append(f"directories below {', '.join(incomplete)} could not be read")
         if self.report.failure_count:
             problems.append(self.report.failure_message())
-        if problems:
-            if deletes.count:
-                self.log.warning("not deleting %d item(s) because the run was not clean", deletes.count)
-            raise S3SyncError("sync failed, nothing was deleted: " + "; ".join(problems))
-        if not deletes.count:
-            return
-        limit = self.options.max_delete
-        if limit is not None and deletes.count > limit:
-            message = f"refusing to delete {deletes.count} item(s): more than max_delete={limit}; nothing was deleted"
-            if not self.options.dryrun:
-                raise S3SyncError(message)
-            self.log.warning("a real run would fail: %s", message)
-        self._delete(deletes)
-        if self._stopping.is_set():
-            raise S3SyncError("sync stopped while deleting (the task was killed)")
-        if self.report.failure_count:
-            raise S3SyncError("sync failed: " + self.report.failure_message())
-
-    def _delete(self, deletes: DeleteQueue) -> None:
-        if self.options.dryrun:
-            for key in deletes:
-                self.report.deleted()
-                self.log.info("(dryrun) delete: %s", self.dest.display(key))
-            return
-        for shown, error in self.dest.delete(self._until_stopped(deletes)):
-            if error is None:
-                self.report.deleted()
-                self.log.info("delete: %s", shown)
-            else:
-                self.report.failed(f"delete {shown}: {error}")
-                self.log.error("delete failed: %s %s", shown, error)
-
-    def _until_stopped(self, keys: Iterable[str]) -> Iterator[str]:
-        for key in keys:
-            if self._stopping.is_set():
-                return
-            yield key
+        return problems

@@ -65,7 +65,6 @@ class Transfers:
     :param context: what routing needs to know of the run.
     :param request_args: request arguments for every write (or every GetObject of a download).
     :param stream_args: the same for streamed copies (without server-side-only arguments).
-    :param copy_tags: read the source's tags for copies S3 does not tag by itself.
     :param dryrun: only report what a content check finds to transfer.
     """
 
@@ -77,7 +76,6 @@ class Transfers:
         context: RouteContext,
         request_args: Mapping[str, Any],
         stream_args: Mapping[str, Any],
-        copy_tags: bool,
         dryrun: bool,
         report: SyncReport,
         log: logging.Logger,
@@ -88,7 +86,6 @@ class Transfers:
         self.direction = context.direction
         self.request_args = dict(request_args)
         self.stream_args = dict(stream_args)
-        self.copy_tags = copy_tags
         self.dryrun = dryrun
         self.report = report
         self.log = log
