@@ -55,10 +55,15 @@ with DAG(
     )
 
     @task
-    def report(summary: dict[str, Any], changed_keys: list[str]) -> int:
-        """Log what the replication did; return how many keys it wrote."""
+    def report(summary: dict[str, Any], changed_keys: list[str] | None) -> int:
+        """Log what the replication did; return how many keys it wrote. ``changed_keys`` is
+        ``None`` when more keys were written than the sync's ``changed_keys_limit``."""
         print(f"replication summary: {summary}")
-        print(f"{len(changed_keys)} key(s) written this run: {changed_keys[:20]}")
-        return len(changed_keys)
+        written = summary["changed_keys_count"]
+        if changed_keys is None:
+            print(f"{written} key(s) written this run: more than changed_keys_limit, not listed")
+        else:
+            print(f"{written} key(s) written this run: {changed_keys[:20]}")
+        return written
 
     report(replicate.output, replicate.output["changed_keys"])

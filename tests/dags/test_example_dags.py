@@ -117,3 +117,17 @@ def test_a_failing_sync_fails_the_dag_run(home):
 
     assert dag_run_states(env, "s3sync_failing") == ["failed"]
     assert "bucket 'no-such-bucket' does not exist" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("changed_keys", [None, ["a", "b"]], ids=["over-the-limit", "listed"])
+def test_the_hourly_report_task_handles_changed_keys_over_the_limit(changed_keys):
+    """The sync pushes ``changed_keys=None`` when more keys changed than its limit."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "example_dags" / "s3sync_hourly_replication.py"
+    spec = importlib.util.spec_from_file_location("hourly_replication_dag", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    assert module.report.function({"changed_keys_count": 20_001}, changed_keys) == 20_001
