@@ -44,10 +44,11 @@ class NativeBackend:
         self._hook = hook
         self._endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
         self._region = hook.conn_region_name
-        self._virtual_hosted = hook.addressing_style == "virtual" or (
-            self._endpoint is None and hook.addressing_style != "path"
+        self._addressing_style = hook.addressing_style
+        # Fetched again every 5 minutes: refreshable credentials (assume-role) may live 15.
+        self._credentials = Boto3CredentialProvider(
+            hook.get_session(region_name=self._region), ttl=timedelta(minutes=5)
         )
-        self._credentials = Boto3CredentialProvider(hook.get_session(region_name=self._region))
         self._max_retries = max(max_attempts - 1, 0)
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -62,7 +63,12 @@ class NativeBackend:
     def _new_store(self, bucket: str) -> Any:
         from obstore.store import S3Store
 
-        config: dict[str, Any] = {"region": self._region, "virtual_hosted_style_request": self._virtual_hosted}
+        # botocore's rule: path style for custom endpoints and for bucket names with dots (which
+        # a virtual host's TLS certificate does not cover), unless the connection says otherwise.
+        virtual_hosted = self._addressing_style == "virtual" or (
+            self._addressing_style != "path" and self._endpoint is None and "." not in bucket
+        )
+        config: dict[str, Any] = {"region": self._region, "virtual_hosted_style_request": virtual_hosted}
         if self._endpoint:
             config["endpoint"] = self._endpoint
         return S3Store(

@@ -504,9 +504,14 @@ class S3SyncHook(S3Hook):
 
     @property
     def native_enabled(self) -> bool:
-        """Whether the native client may carry this connection's small uploads and downloads:
-        unless the connection's extra says ``"native_client": false``."""
-        return bool(self.conn_config.extra_config.get(NATIVE_CLIENT_EXTRA, True))
+        """Whether the native client may carry this connection's small transfers: unless the
+        connection's extra says ``"native_client": false``, or the connection asks for what only
+        botocore does — proxies, a CA bundle or no certificate checks (``verify``), or S3
+        settings besides ``addressing_style`` (accelerate, dual-stack, ...)."""
+        if not self.conn_config.extra_config.get(NATIVE_CLIENT_EXTRA, True):
+            return False
+        config = self.config
+        return not (set(config.s3 or {}) - {"addressing_style"} or config.proxies or self.verify not in (None, True))
 
     @cached_property
     def native_backend(self) -> NativeBackend:

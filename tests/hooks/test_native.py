@@ -73,3 +73,23 @@ def test_native_downloads_get_the_permissions_of_any_new_file(moto_default, tmp_
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("extra", "enabled"),
+    [
+        ({}, True),
+        ({"config_kwargs": {"s3": {"addressing_style": "path"}}}, True),
+        ({"native_client": False}, False),
+        ({"config_kwargs": {"proxies": {"https": "http://127.0.0.1:3128"}}}, False),
+        ({"config_kwargs": {"s3": {"use_dualstack_endpoint": True}}}, False),
+        ({"verify": "/etc/ssl/private-ca.pem"}, False),
+        ({"verify": False}, False),
+    ],
+    ids=["default", "path-style", "off", "proxies", "dual-stack", "ca-bundle", "no-verify"],
+)
+def test_the_native_client_is_left_out_where_the_connection_asks_for_what_only_botocore_does(
+    moto, monkeypatch, extra, enabled
+):
+    use_connection(monkeypatch, "aws_default", moto.connection_json(**extra))
+    assert S3SyncHook().native_enabled is enabled
