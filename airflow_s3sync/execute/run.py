@@ -344,4 +344,6 @@ class SyncRun:
             problems.append(f"directories below {', '.join(incomplete)} could not be read")
         if self.report.failure_count:
             problems.append(self.report.failure_message())
+        elif self.runner.failures:
+            problems.append(f"{self.runner.failures} transfer(s) failed")
         return problems

@@ -64,6 +64,8 @@ class JobRunner:
         self.workers = workers
         self.log = log
         self.retries = 0
+        #: Jobs that finally failed (counted here too, so a reporting bug cannot hide one).
+        self.failures = 0
         self._progress = progress
         self._progress_interval = progress_interval
         self._transient = transient
@@ -140,6 +142,8 @@ class JobRunner:
         self._report(job, last_error or InterruptedError("the run was stopped"))
 
     def _report(self, job: Job, error: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
         try:
             job.failed(error)
         except Exception:  # a reporting bug must not hang the run

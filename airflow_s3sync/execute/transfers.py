@@ -281,7 +281,7 @@ class Transfers:
             args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
         size = int(head["ContentLength"])
         source_md5, _ = parse_etag(head.get("ETag"), md5_etag_possible=etag_may_be_md5(head))
-        if spec.native and isinstance(body, io.BytesIO) and set(args) <= set(_NATIVE_ATTRIBUTES) | {"Metadata"}:
+        if spec.native and isinstance(body, io.BytesIO) and _native_can_write(args):
             self._stream_native(body.getvalue(), args, source_md5, dest_key, progress)
             return
         part_size = dest.backend.part_size_for(size)
@@ -381,6 +381,16 @@ class Transfers:
         if digest_plan.empty:
             return Verdict.UNKNOWN, "the object has neither an MD5 ETag nor a checksum this machine can compute"
         return compare_digests(file_digests(path, digest_plan), remote)
+
+
+def _native_can_write(args: Mapping[str, Any]) -> bool:
+    """Whether the native client writes these properties exactly: no ``Expires`` or other
+    argument it has no attribute for, and no user metadata named like one of its attributes
+    (it would take ``content-type`` metadata for the Content-Type header)."""
+    if not set(args) <= set(_NATIVE_ATTRIBUTES) | {"Metadata"}:
+        return False
+    reserved = {name.lower().replace("-", "") for name in _NATIVE_ATTRIBUTES.values()}
+    return not any(key.lower().replace("-", "") in reserved for key in args.get("Metadata", {}))
 
 
 def _check_written(where: str, written: Digests, sent: Digests) -> None:

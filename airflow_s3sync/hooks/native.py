@@ -26,6 +26,22 @@ if TYPE_CHECKING:
 
 #: The connection extra that turns the native client off (``{"native_client": false}``).
 NATIVE_CLIENT_EXTRA = "native_client"
+#: Environment variables obstore reads and botocore does not, which would make the two clients
+#: write differently (encryption, signing, payer, checksums): with any set, botocore carries all.
+OBSTORE_ONLY_ENVIRONMENT = (
+    "AWS_SERVER_SIDE_ENCRYPTION",
+    "AWS_SSE_KMS_KEY_ID",
+    "AWS_SSE_BUCKET_KEY_ENABLED",
+    "AWS_SSE_CUSTOMER_KEY_BASE64",
+    "AWS_SKIP_SIGNATURE",
+    "AWS_REQUEST_PAYER",
+    "AWS_UNSIGNED_PAYLOAD",
+    "AWS_CHECKSUM_ALGORITHM",
+    "AWS_S3_EXPRESS",
+    "AWS_CONDITIONAL_PUT",
+    "AWS_COPY_IF_NOT_EXISTS",
+    "AWS_DISABLE_TAGGING",
+)
 
 
 class NativeBackend:
@@ -42,9 +58,10 @@ class NativeBackend:
         from obstore.auth.boto3 import Boto3CredentialProvider
 
         self._hook = hook
-        self._endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
+        # botocore's own endpoint, always given: obstore would otherwise take AWS_ENDPOINT from
+        # the environment, which botocore ignores.
+        self._endpoint = hook.conn.meta.endpoint_url
         self._region = hook.conn_region_name
-        self._addressing_style = hook.addressing_style
         # Fetched again every 5 minutes: refreshable credentials (assume-role) may live 15.
         self._credentials = Boto3CredentialProvider(
             hook.get_session(region_name=self._region), ttl=timedelta(minutes=5)
@@ -63,14 +80,16 @@ class NativeBackend:
     def _new_store(self, bucket: str) -> Any:
         from obstore.store import S3Store
 
-        # botocore's rule: path style for custom endpoints and for bucket names with dots (which
-        # a virtual host's TLS certificate does not cover), unless the connection says otherwise.
-        virtual_hosted = self._addressing_style == "virtual" or (
-            self._addressing_style != "path" and self._endpoint is None and "." not in bucket
-        )
-        config: dict[str, Any] = {"region": self._region, "virtual_hosted_style_request": virtual_hosted}
-        if self._endpoint:
-            config["endpoint"] = self._endpoint
+        # Path style on botocore's endpoint (S3 answers it for every bucket name, dotted ones
+        # included); a connection that asks for virtual hosts keeps to botocore (native_enabled).
+        config: dict[str, Any] = {
+            "region": self._region,
+            "endpoint": self._endpoint,
+            "virtual_hosted_style_request": False,
+            # An integrity header on every PutObject, as botocore sends: S3 requires one where
+            # a bucket's default Object Lock retention applies.
+            "checksum_algorithm": "sha256",
+        }
         return S3Store(
             bucket,
             config=config,
@@ -136,7 +155,10 @@ class NativeBackend:
         if len(data) != expected:
             raise S3SyncError(f"s3://{bucket}/{key}: read {len(data)} bytes, the server announced {expected}")
         directory, name = os.path.split(path)
-        temp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.s3sync")
+        suffix = f".{secrets.token_hex(4)}.s3sync"
+        # A file name may have 255 bytes: a long one is cut to leave room for the suffix.
+        stem = f".{name}".encode()[: 255 - len(suffix)].decode(errors="ignore")
+        temp = os.path.join(directory, stem + suffix)
         # Mode 0o666 as for any new file, so the umask applies (mkstemp would make it 0o600).
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import mimetypes
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,7 +27,7 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks import listing
 from airflow_s3sync.hooks.backend import Progress, Written
 from airflow_s3sync.hooks.listing import fast_pages
-from airflow_s3sync.hooks.native import NATIVE_CLIENT_EXTRA, NativeBackend
+from airflow_s3sync.hooks.native import NATIVE_CLIENT_EXTRA, OBSTORE_ONLY_ENVIRONMENT, NativeBackend
 from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, parse_etag
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.lock import LockState, Retention
@@ -506,22 +507,27 @@ class S3SyncHook(S3Hook):
     def native_enabled(self) -> bool:
         """Whether the native client may carry this connection's small transfers: unless the
         connection's extra says ``"native_client": false``, or the connection asks for what only
-        botocore does — proxies, a CA bundle or no certificate checks (``verify``), or S3
-        settings besides ``addressing_style`` (accelerate, dual-stack, ...)."""
+        botocore does — proxies, a CA bundle or no certificate checks (``verify``), unsigned or
+        otherwise special signatures, virtual-hosted addressing, S3 settings besides
+        ``addressing_style: path`` (accelerate, dual-stack, ...) — or the environment sets
+        one of :data:`~airflow_s3sync.hooks.native.OBSTORE_ONLY_ENVIRONMENT`."""
         if not self.conn_config.extra_config.get(NATIVE_CLIENT_EXTRA, True):
             return False
         config = self.config
-        return not (set(config.s3 or {}) - {"addressing_style"} or config.proxies or self.verify not in (None, True))
+        s3 = dict(config.s3 or {})
+        return not (
+            s3.pop("addressing_style", None) not in (None, "auto", "path")
+            or s3
+            or config.proxies
+            or config.signature_version is not None
+            or self.verify not in (None, True)
+            or any(os.environ.get(name) for name in OBSTORE_ONLY_ENVIRONMENT)
+        )
 
     @cached_property
     def native_backend(self) -> NativeBackend:
         """The native (obstore) backend of this connection (see :attr:`native_enabled`)."""
         return NativeBackend(self, max_attempts=self.max_attempts)
-
-    @property
-    def addressing_style(self) -> str | None:
-        """``path`` or ``virtual`` when the connection's ``config_kwargs.s3`` sets it."""
-        return (self.config.s3 or {}).get("addressing_style")
 
     @property
     def max_attempts(self) -> int:

@@ -18,6 +18,9 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024**3
 #: Streamed objects up to this size are read whole by one GetObject (and may be written by the
 #: native client); larger ones are read as their upload consumes them.
 READ_WHOLE_MAX = 1024 * 1024
+#: The native client holds an object whole in memory: never a larger one (whatever the
+#: multipart threshold), so memory stays within max_concurrency x this.
+NATIVE_MAX_SIZE = 16 * 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -103,7 +106,7 @@ def route(context: RouteContext, *, size: int, object_key: str, bucket_is_plain:
         native = (
             context.native
             and bucket_is_plain
-            and size < context.multipart_threshold  # large objects: s3transfer's parallel parts
+            and size < min(context.multipart_threshold, NATIVE_MAX_SIZE)  # larger: s3transfer's parts
             and native_key(object_key)
         )
         if direction is Direction.UPLOAD:

@@ -619,10 +619,11 @@ def test_a_local_destination_deletes_only_after_every_download(tmp_path: Path, l
     ("properties", "options"),
     [
         ({"Expires": OLD}, {}),  # a property the native client cannot write
+        ({"Metadata": {"content-type": "x"}}, {}),  # metadata it would take for a header
         ({}, {"copy_tags": True}),
         ({}, {"extra_args": {"StorageClass": "STANDARD_IA"}}),
     ],
-    ids=["expires", "copy_tags", "extra_args"],
+    ids=["expires", "metadata-named-like-a-header", "copy_tags", "extra_args"],
 )
 def test_small_streamed_objects_take_botocore_for_what_the_native_client_cannot_carry(
     log: LogRecorder, properties: dict, options: dict

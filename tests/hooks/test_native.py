@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -85,11 +86,50 @@ def test_native_downloads_get_the_permissions_of_any_new_file(moto_default, tmp_
         ({"config_kwargs": {"s3": {"use_dualstack_endpoint": True}}}, False),
         ({"verify": "/etc/ssl/private-ca.pem"}, False),
         ({"verify": False}, False),
+        ({"config_kwargs": {"s3": {"addressing_style": "virtual"}}}, False),
+        ({"config_kwargs": {"signature_version": "unsigned"}}, False),
     ],
-    ids=["default", "path-style", "off", "proxies", "dual-stack", "ca-bundle", "no-verify"],
+    ids=["default", "path-style", "off", "proxies", "dual-stack", "ca-bundle", "no-verify", "virtual", "unsigned"],
 )
 def test_the_native_client_is_left_out_where_the_connection_asks_for_what_only_botocore_does(
     moto, monkeypatch, extra, enabled
 ):
     use_connection(monkeypatch, "aws_default", moto.connection_json(**extra))
     assert S3SyncHook().native_enabled is enabled
+
+
+def test_the_native_client_is_left_out_when_the_environment_sets_what_only_it_reads(moto, monkeypatch):
+    use_connection(monkeypatch, "aws_default", moto.connection_json())
+    monkeypatch.setenv("AWS_SERVER_SIDE_ENCRYPTION", "aws:kms")  # obstore would encrypt, botocore not
+    assert S3SyncHook().native_enabled is False
+
+
+def test_the_native_client_goes_where_botocore_goes_whatever_aws_endpoint_says(moto, monkeypatch, tmp_path):
+    """obstore reads AWS_ENDPOINT from the environment, botocore does not: a connection without an
+    endpoint means AWS for both (unreachable here), never the server AWS_ENDPOINT names."""
+    conn = json.loads(moto.connection_json(config_kwargs={"retries": {"max_attempts": 1}}))
+    del conn["extra"]["endpoint_url"]
+    use_connection(monkeypatch, "aws_default", json.dumps(conn))
+    monkeypatch.setenv("AWS_ENDPOINT", moto.endpoint_url)
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    bucket = new_bucket(moto)
+    write(tmp_path / "a.txt", "x")
+    hook = S3SyncHook()
+    assert hook.native_enabled and "amazonaws.com" in hook.conn.meta.endpoint_url
+
+    with pytest.raises(Exception, match=r"amazonaws\.com"):
+        hook.native_backend.upload_file(
+            str(tmp_path / "a.txt"), bucket, "a.txt", size=1, extra_args={}, progress=lambda n: None
+        )
+    assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_a_native_download_of_a_long_file_name_lands(moto_default, tmp_path):
+    """The temporary name is cut to leave room for its suffix (a name may have 255 bytes)."""
+    bucket = new_bucket(moto_default)
+    key = "n" * 250
+    moto_default.client().put_object(Bucket=bucket, Key=key, Body=b"long")
+    op = S3SyncOperator(task_id="down", source=f"s3://{bucket}", dest=str(tmp_path))
+    gets = botocore_calls(op.source_hook, "GetObject")
+    assert op.execute({})["downloaded"] == 1
+    assert (tmp_path / key).read_bytes() == b"long" and gets == []  # the native client carried it
