@@ -173,6 +173,7 @@ def test_a_failing_failure_callback_is_logged_and_never_hangs_wait(caplog: pytes
     with caplog.at_level(logging.ERROR, logger=LOG.name):
         assert in_thread(use).wait(WAIT), "wait() hung after the failure callback raised"
     assert any("could not report the failure of bad" in record.getMessage() for record in caplog.records)
+    assert runner.failures == 1  # still counted: the run it belongs to cannot pass as clean
 
 
 def test_stop_drops_the_jobs_not_yet_started() -> None:

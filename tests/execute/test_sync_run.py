@@ -660,3 +660,18 @@ def test_a_native_streamed_write_whose_etag_is_not_the_md5_is_checked_with_a_hea
 
     assert report.counts["copied"] == 1
     assert dest_hook.keys_of("digests") == ["out/a"]
+
+
+def test_a_failure_the_report_missed_still_blocks_the_deletes(log: LogRecorder) -> None:
+    """Deletes ask the runner too: a job whose failure could not be recorded in the report
+    (a reporting bug) still makes the run unclean."""
+    source_hook, dest_hook = FakeBackend(name="source"), FakeBackend(name="dest")
+    source_hook.store.put("src", "in/a", b"a", mtime=OLD)
+    dest_hook.store.put("dst", "out/stale", b"x", mtime=OLD)
+    dest_hook.fail(S3SyncError("boom"), keys=["out/a"], on=["upload_stream"], times=None)
+    run = make_run("s3://src/in", "s3://dst/out", log, source_hook=source_hook, dest_hook=dest_hook, delete=True)
+    run.report.failed = lambda description: (_ for _ in ()).throw(RuntimeError("reporting bug"))  # type: ignore[method-assign]
+
+    with pytest.raises(S3SyncError, match="1 transfer"):
+        run.run()
+    assert dest_hook.calls_named("delete_keys") == []
