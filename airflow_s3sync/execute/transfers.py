@@ -36,6 +36,8 @@ _NATIVE_ATTRIBUTES = {
     "ContentLanguage": "Content-Language",
     "ContentType": "Content-Type",
 }
+#: Metadata names obstore would take for one of those attributes (it ignores case and hyphens).
+_RESERVED_METADATA = frozenset(name.lower().replace("-", "") for name in _NATIVE_ATTRIBUTES.values())
 
 
 class _Bytes:
@@ -389,8 +391,7 @@ def _native_can_write(args: Mapping[str, Any]) -> bool:
     (it would take ``content-type`` metadata for the Content-Type header)."""
     if not set(args) <= set(_NATIVE_ATTRIBUTES) | {"Metadata"}:
         return False
-    reserved = {name.lower().replace("-", "") for name in _NATIVE_ATTRIBUTES.values()}
-    return not any(key.lower().replace("-", "") in reserved for key in args.get("Metadata", {}))
+    return not any(key.lower().replace("-", "") in _RESERVED_METADATA for key in args.get("Metadata", {}))
 
 
 def _check_written(where: str, written: Digests, sent: Digests) -> None:
