@@ -294,7 +294,7 @@ def rclone_remotes(servers: Mapping[str, S3Server]) -> dict[str, str]:
 
 def tool_env(server: S3Server, remotes: Mapping[str, S3Server] | None = None) -> dict[str, str]:
     """Environment for aws and s5cmd (credentials of ``server``) and rclone (``remotes``)."""
-    env = clean_environ(server.cli_env())
+    env = clean_environ(os.environ)
     env.update(
         AWS_ACCESS_KEY_ID=server.access_key,
         AWS_SECRET_ACCESS_KEY=server.secret_key,
