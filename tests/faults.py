@@ -19,6 +19,8 @@ One request — method, path, query and ``Range`` — is faulted at most ``max_f
 times, so a client that retries eventually gets through; ``kinds`` narrows the choice (a request
 for which none of them applies is forwarded). ``faults`` counts the faults injected by
 kind, ``requests`` the requests received, ``injected`` lists ``(kind, method, target)`` in order.
+``bandwidth`` (bytes per second, per request and direction) slows bodies down and ``latency``
+(seconds) delays each request, so that a test can act while transfers are under way.
 
 Each client connection gets its own thread and, per request, a fresh connection to the upstream
 (so a request never lands on an upstream connection the server has meanwhile closed).
@@ -30,6 +32,7 @@ import random
 import socket
 import socketserver
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -175,6 +178,25 @@ def _discard(_: bytes) -> None:
     pass
 
 
+def _paced(write: Callable[[bytes], None], bandwidth: float | None) -> Callable[[bytes], None]:
+    """``write``, slowed down to ``bandwidth`` bytes per second (unchanged if ``None``)."""
+    if bandwidth is None:
+        return write
+    start, sent = time.monotonic(), 0
+
+    def paced(data: bytes) -> None:
+        nonlocal sent
+        for offset in range(0, len(data), 16 * 1024):
+            piece = data[offset : offset + 16 * 1024]
+            write(piece)
+            sent += len(piece)
+            delay = start + sent / bandwidth - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    return paced
+
+
 class FaultProxy:
     """A fault-injecting HTTP/1.1 proxy in front of one upstream, on 127.0.0.1; a context manager."""
 
@@ -186,6 +208,8 @@ class FaultProxy:
         seed: int,
         max_faults_per_request: int = 2,
         kinds: Sequence[str] = KINDS,
+        bandwidth: float | None = None,
+        latency: float = 0.0,
     ) -> None:
         parts = urlsplit(upstream_url)
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
@@ -198,6 +222,10 @@ class FaultProxy:
         self.rate = rate
         self.max_faults_per_request = max_faults_per_request
         self.kinds = tuple(kinds)
+        if bandwidth is not None and bandwidth <= 0:
+            raise ValueError(f"bandwidth must be positive, not {bandwidth}")
+        self.bandwidth = bandwidth
+        self.latency = latency
         self.faults: Counter[str] = Counter()
         self.requests = 0
         self.injected: list[tuple[str, str, str]] = []
@@ -374,6 +402,8 @@ class _Handler(socketserver.BaseRequestHandler):
         if "100-continue" in request.tokens("expect"):
             client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         kind, key = proxy._decide(request)
+        if proxy.latency:
+            time.sleep(proxy.latency)
         if kind in ("500", "503", "drop"):
             _copy_request_body(request, reader, _discard)
             if kind == "drop":
@@ -401,7 +431,7 @@ class _Handler(socketserver.BaseRequestHandler):
             upstream.sendall(request.raw(drop=lambda name, value: name == "expect"))
             body_complete = True
             try:
-                _copy_request_body(request, reader, upstream.sendall)
+                _copy_request_body(request, reader, _paced(upstream.sendall, proxy.bandwidth))
             except (BrokenPipeError, ConnectionResetError):
                 body_complete = False  # the upstream answered early and closed: relay its answer, then close
             response = _read_message(up_reader)
@@ -412,22 +442,23 @@ class _Handler(socketserver.BaseRequestHandler):
             status = _status(response)
             no_body = method == "HEAD" or status in (204, 304)
             length = None if no_body or response.chunked else response.content_length
+            send = _paced(client.sendall, proxy.bandwidth)
             if kind == "truncate":
                 if length:
                     client.sendall(response.raw())
-                    _copy_exactly(up_reader, length // 2, client.sendall)
+                    _copy_exactly(up_reader, length // 2, send)
                     return False
                 proxy._cancel(kind, key)  # no body to cut: relayed whole, not a fault
             client.sendall(response.raw())
             if no_body:
                 pass
             elif response.chunked:
-                _copy_chunked(up_reader, client.sendall)
+                _copy_chunked(up_reader, send)
             elif length is not None:
-                _copy_exactly(up_reader, length, client.sendall)
+                _copy_exactly(up_reader, length, send)
             else:  # delimited by the upstream closing its connection: the client's must close too
                 while piece := up_reader.read1(_PIECE):
-                    client.sendall(piece)
+                    send(piece)
                 return False
             return body_complete and _keep_alive(request, response)
         finally:

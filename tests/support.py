@@ -167,3 +167,64 @@ def connection_json_via(server: S3Server, endpoint_url: str, **extra: object) ->
     import dataclasses
 
     return dataclasses.replace(server, endpoint_url=endpoint_url).connection_json(**extra)
+
+
+# --- what the servers and directories hold, read directly (not through a proxy) -----------------
+
+
+def local_tree(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """``{relative posix path: bytes}`` of every file below ``root`` (names starting with one of
+    ``skip`` left out)."""
+    tree = {}
+    for path in root.rglob("*"):
+        if path.is_file() and not (skip and path.name.startswith(skip)):
+            tree[path.relative_to(root).as_posix()] = path.read_bytes()
+    return tree
+
+
+def bucket_tree(server: S3Server, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    """``{key below prefix: bytes}`` of every object under ``prefix``.
+
+    The bytes are compared whole, so botocore's checksum validation adds nothing; and moto's
+    CopyObject of a multipart object keeps the composite CRC32 without its "-N", which botocore
+    would then check against the whole body and reject."""
+    client = server.client(response_checksum_validation="when_required")
+    tree = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            assert len(body) == item["Size"], f"s3://{bucket}/{item['Key']}: listed {item['Size']}, read {len(body)}"
+            tree[item["Key"].removeprefix(prefix)] = body
+    return tree
+
+
+#: What :func:`tree_differences` says of two equal trees.
+NO_DIFFERENCES: dict[str, list[str]] = {"missing": [], "extra": [], "other size": [], "other bytes": []}
+
+
+def tree_differences(actual: dict[str, bytes], expected: dict[str, bytes]) -> dict[str, list[str]]:
+    """The keys ``actual`` lacks, has in excess, and holds with other sizes or bytes; empty lists
+    when the trees are equal."""
+    common = expected.keys() & actual.keys()
+    return {
+        "missing": sorted(expected.keys() - actual.keys()),
+        "extra": sorted(actual.keys() - expected.keys()),
+        "other size": sorted(key for key in common if len(actual[key]) != len(expected[key])),
+        "other bytes": sorted(key for key in common if actual[key] != expected[key]),
+    }
+
+
+def multipart_uploads(server: S3Server, bucket: str) -> list[str]:
+    """The keys (with their upload ids) of the multipart uploads in progress in ``bucket``."""
+    from botocore.exceptions import ClientError
+
+    client = server.client()
+    try:
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    except ClientError as error:
+        # rclone serve s3 answers NoSuchUpload to ListMultipartUploads on a bucket that has never
+        # had a multipart upload (once it has had one, it lists them normally): none in progress.
+        if server.name == "rclone" and error.response["Error"]["Code"] == "NoSuchUpload":
+            return []
+        raise
+    return [f"{upload['Key']} ({upload['UploadId']})" for upload in uploads]

@@ -4,6 +4,11 @@ One runner serves the sync and the retention run. A job is a plain callable that
 one object's work in the runner's own worker thread — what must be read first, the backend
 call, the follow-ups — and raises on failure; the runner retries it from the start when the
 failure is transient (a dropped connection, a 5xx, a body cut short) and reports it otherwise.
+
+A SlowDown (the server asks for fewer requests) halves the number of jobs running at once (once
+a second at most: a burst of them is one signal); without another it grows back by one job at a
+time, back to all workers in ``recovery`` seconds (additive increase, multiplicative decrease, as
+TCP does), so a throttled bucket is not hammered by every worker at once.
 """
 
 from __future__ import annotations
@@ -11,13 +16,29 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
+from airflow_s3sync.hooks.backend import is_throttle
+
 #: Attempts of one job when its failures are transient (each request inside is retried too).
 JOB_ATTEMPTS = 3
+#: The longest wait before a job's next attempt, in seconds.
+MAX_BACKOFF = 20.0
+#: Seconds without a SlowDown in which the concurrency grows back from one job to all workers.
+SLOWDOWN_RECOVERY = 5.0
+#: SlowDowns closer together than this (seconds) halve the concurrency once.
+SLOWDOWN_BURST = 1.0
+
+_current = threading.local()
+
+
+def current_runner() -> JobRunner | None:
+    """The runner whose job this thread is running (``None`` outside a job)."""
+    return getattr(_current, "runner", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +68,11 @@ class JobRunner:
     :param progress: returns the progress line's text (called from the progress thread).
     :param transient: whether an error is worth another attempt of the whole job.
     :param attempts: attempts per job for transient errors.
-    :param backoff: seconds before the first retry; doubled each time, with jitter.
+    :param backoff: seconds before the first retry; doubled each time, with jitter, up to
+        ``max_backoff``.
+    :param throttled: whether a job's error is a SlowDown, which also calls :meth:`slow_down`.
+    :param recovery: seconds without a SlowDown in which the concurrency grows back from one job
+        to ``workers`` (one more job every ``recovery / workers`` seconds).
     """
 
     def __init__(
@@ -60,10 +85,17 @@ class JobRunner:
         transient: Callable[[BaseException], bool] = lambda error: False,
         attempts: int = JOB_ATTEMPTS,
         backoff: float = 0.5,
+        max_backoff: float = MAX_BACKOFF,
+        throttled: Callable[[BaseException], bool] = is_throttle,
+        recovery: float = SLOWDOWN_RECOVERY,
     ) -> None:
         self.workers = workers
         self.log = log
         self.retries = 0
+        #: SlowDown answers seen (by a job's attempt, or reported by :meth:`slow_down`).
+        self.slowdowns = 0
+        #: The fewest jobs allowed to run at once so far.
+        self.lowest_concurrency = max(workers, 1)
         #: Jobs that finally failed (counted here too, so a reporting bug cannot hide one).
         self.failures = 0
         self._progress = progress
@@ -71,6 +103,15 @@ class JobRunner:
         self._transient = transient
         self._attempts = attempts
         self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._throttled = throttled
+        self._recovery = recovery
+        # Jobs allowed to run at once (lowered by SlowDowns), jobs running, and the clocks of
+        # the last cut and of the calm since the last SlowDown.
+        self._limit = max(workers, 1)
+        self._running = 0
+        self._last_cut = -float("inf")
+        self._calm_since = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3sync") if workers else None
         self._slots = threading.BoundedSemaphore(max(2 * workers, 1))
         self._lock = threading.Condition()
@@ -84,6 +125,55 @@ class JobRunner:
     def stopping(self) -> bool:
         """Whether :meth:`stop` was called."""
         return self._stopping.is_set()
+
+    @property
+    def concurrency(self) -> int:
+        """Jobs allowed to run at once now: ``workers``, or fewer for a while after a SlowDown."""
+        with self._lock:
+            return self._current_limit(time.monotonic())
+
+    def slow_down(self) -> None:
+        """A request was answered SlowDown: halve the jobs running at once (not below one).
+        A burst of them cuts once per second; safe from any thread."""
+        now = time.monotonic()
+        with self._lock:
+            self.slowdowns += 1
+            self._current_limit(now)  # what it has grown back to so far
+            self._calm_since = now
+            if now - self._last_cut < SLOWDOWN_BURST or self._limit == 1:
+                return
+            self._last_cut = now
+            self._limit = max(1, self._limit // 2)
+            self.lowest_concurrency = min(self.lowest_concurrency, self._limit)
+            limit = self._limit
+        self.log.warning(
+            "SlowDown from the server: at most %d object(s) at once for a while (of %d)", limit, self.workers
+        )
+
+    def _current_limit(self, now: float) -> int:
+        """The limit, raised by one per ``recovery / workers`` seconds of calm (call with the lock held)."""
+        if self._limit < self.workers:
+            step = self._recovery / self.workers
+            steps = int((now - self._calm_since) // step) if step > 0 else self.workers
+            if steps > 0:
+                self._limit = min(self.workers, self._limit + steps)
+                self._calm_since += steps * step
+        return self._limit
+
+    def _enter(self) -> bool:
+        """Wait until one more job may run (False if the runner stops meanwhile)."""
+        with self._lock:
+            while not self._stopping.is_set():
+                if self._running < self._current_limit(time.monotonic()):
+                    self._running += 1
+                    return True
+                self._lock.wait(timeout=0.1)
+        return False
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._lock.notify_all()
 
     def stop(self) -> None:
         """Start nothing new: jobs not yet started are dropped. Safe from any thread."""
@@ -122,22 +212,28 @@ class JobRunner:
 
     def _execute(self, job: Job) -> None:
         attempt, last_error = 1, None
-        while not self._stopping.is_set():
+        while self._enter():
+            _current.runner = self
             try:
                 job.run()
                 return
             except BaseException as error:  # noqa: BLE001 - every failure is the job's outcome
+                if isinstance(error, Exception) and self._throttled(error):
+                    self.slow_down()
                 if attempt >= self._attempts or not isinstance(error, Exception) or not self._transient(error):
                     self._report(job, error)
                     return
-                delay = self._backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+                delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1)) * (0.5 + random.random())
                 with self._lock:
                     self.retries += 1
                 self.log.warning("retrying %s in %.1fs (attempt %d failed: %s)", job.name, delay, attempt, error)
                 last_error = error
-                if self._stopping.wait(delay):
-                    break
-                attempt += 1
+            finally:
+                _current.runner = None
+                self._leave()
+            if self._stopping.wait(delay):  # waiting takes no place among the running jobs
+                break
+            attempt += 1
         # Stopped before the job ran, or while it waited to retry: the last error says more.
         self._report(job, last_error or InterruptedError("the run was stopped"))
 

@@ -7,6 +7,7 @@ each kind out with the sides' backends, in a job runner's worker thread.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import threading
 from collections.abc import Mapping
@@ -17,8 +18,9 @@ from urllib.parse import urlencode
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.locks import write_lock_change
 from airflow_s3sync.execute.report import SyncReport
-from airflow_s3sync.execute.runner import Job
+from airflow_s3sync.execute.runner import Job, JobRunner, current_runner
 from airflow_s3sync.execute.sides import LocalSide, S3Side, Side
+from airflow_s3sync.hooks.backend import is_throttle_answer
 from airflow_s3sync.hooks.digest import COMPUTABLE_CHECKSUMS, ContentHasher, HashingReader, file_digests
 from airflow_s3sync.hooks.s3 import OBJECT_PROPERTIES, etag_may_be_md5
 from airflow_s3sync.plan import Action, ActionKind, Entry
@@ -38,6 +40,8 @@ _NATIVE_ATTRIBUTES = {
 }
 #: Metadata names obstore would take for one of those attributes (it ignores case and hyphens).
 _RESERVED_METADATA = frozenset(name.lower().replace("-", "") for name in _NATIVE_ATTRIBUTES.values())
+#: Names of the SlowDown listeners registered on botocore clients (one per run and client).
+_LISTENER_IDS = itertools.count()
 
 
 class _Bytes:
@@ -93,6 +97,30 @@ class Transfers:
         self.log = log
         # Reading back an object written with a customer key (SSE-C) needs the key again.
         self.dest_read_args = {name: value for name, value in request_args.items() if name.startswith("SSECustomer")}
+        if isinstance(dest, LocalSide) and not dryrun:
+            # The walk of a download's destination removes what an interrupted download left.
+            dest.tree.remove_stale_temp_files = True
+        self._runner: JobRunner | None = None
+        self._runner_lock = threading.Lock()
+
+    def _listen_for_slowdowns(self) -> None:
+        """Tell the runner of this run's jobs about every SlowDown answer to a botocore request
+        (retried by botocore itself, in this thread or s3transfer's), so it lowers its
+        concurrency at once, not only when a job finally fails. Done on the first job."""
+        runner = current_runner()
+        with self._runner_lock:
+            if runner is None or self._runner is runner:
+                return
+            self._runner = runner
+
+        def listener(response: Any = None, **kwargs: Any) -> None:
+            if is_throttle_answer(response):
+                runner.slow_down()
+            # None: botocore's own retry handler decides whether to retry
+
+        clients = [getattr(side.backend, "conn", None) for side in (self.source, self.dest) if isinstance(side, S3Side)]
+        for client in {id(client): client for client in clients if client is not None}.values():
+            client.meta.events.register("needs-retry.s3", listener, unique_id=f"s3sync-slowdown-{next(_LISTENER_IDS)}")
 
     def line(self, key: str) -> str:
         """The ``aws s3 sync`` line without its verb: ``./a.txt to s3://b/a.txt``."""
@@ -116,6 +144,7 @@ class Transfers:
         verb, line = self.direction.value, self.line(src.key)
 
         def run() -> None:
+            self._listen_for_slowdowns()
             progress = _Bytes(self.report)
             try:
                 if action.kind is ActionKind.VERIFY:

@@ -124,3 +124,34 @@ def is_transient(error: BaseException) -> bool:
     except ImportError:  # pragma: no cover - obstore is a dependency
         return False
     return isinstance(error, GenericError)
+
+
+#: Error codes that ask the client to send fewer requests.
+THROTTLE_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "RequestThrottled"}
+)
+
+
+def is_throttle(error: BaseException) -> bool:
+    """Whether ``error`` says the server is overloaded by requests (S3's ``503 SlowDown``, a 429):
+    then fewer objects should be in flight, not only retried later."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status == 429 or str(error.response.get("Error", {}).get("Code", "")) in THROTTLE_CODES
+    try:
+        from obstore.exceptions import GenericError
+    except ImportError:  # pragma: no cover - obstore is a dependency
+        return False
+    # obstore gives up on a SlowDown after its own retries with the answer's text in the message.
+    return isinstance(error, GenericError) and any(code in str(error) for code in ("SlowDown", "429 Too Many"))
+
+
+def is_throttle_answer(response: tuple[Any, Mapping[str, Any]] | None) -> bool:
+    """Whether a botocore ``(http_response, parsed)`` answer is a SlowDown (or another throttle)."""
+    if response is None:
+        return False
+    http_response, parsed = response
+    code = str((parsed or {}).get("Error", {}).get("Code", ""))
+    return code in THROTTLE_CODES or getattr(http_response, "status_code", None) == 429

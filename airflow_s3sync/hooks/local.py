@@ -4,14 +4,112 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import BinaryIO
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.plan.entries import Entry
+from airflow_s3sync.plan.key_range import KeyRange
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no locks, so stale temporary files are only skipped
+    fcntl = None  # type: ignore[assignment]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The suffix of a download's temporary file: ``.NAME.XXXXXXXX.s3sync`` beside ``NAME``.
+TEMP_SUFFIX = ".s3sync"
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.s3sync", re.DOTALL)
+_NAME_MAX = 255
+
+
+def temp_name(name: str) -> str:
+    """A fresh temporary name for a download of the file ``name``: ``.NAME.XXXXXXXX.s3sync``, the
+    name cut (at a character boundary) so the whole fits in 255 bytes."""
+    suffix = f".{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    stem = f".{name}".encode()[: _NAME_MAX - len(suffix)].decode(errors="ignore")
+    return stem + suffix
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one :func:`temp_name` makes."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+class AtomicFile:
+    """A download's temporary file beside ``path``, renamed over it by :meth:`commit` and removed
+    if the download fails; a context manager.
+
+    The file is locked (``flock``) while it is written: a killed process's lock goes with it, so
+    a later walk tells a temporary file left by an interrupted download (unlocked: removed) from
+    one another run is writing right now (locked: left alone). Either way the walk never lists one.
+    """
+
+    def __init__(self, path: str) -> None:
+        directory, name = os.path.split(path)
+        self.path = path
+        self.temp = os.path.join(directory, temp_name(name))
+        # Mode 0o666 as for any new file, so the umask applies (mkstemp would make it 0o600).
+        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.file: BinaryIO = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            os.unlink(self.temp)
+            raise
+        self._done = False
+
+    def commit(self) -> None:
+        """Flush the data and rename the temporary file over ``path`` (the lock is held until then)."""
+        self.file.flush()
+        os.replace(self.temp, self.path)
+        self._done = True
+        self.file.close()
+
+    def discard(self) -> None:
+        """Remove the temporary file, unless committed (nothing is left under either name)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            os.unlink(self.temp)
+        except FileNotFoundError:
+            pass
+        finally:
+            self.file.close()
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.discard()
+
+
+def remove_if_stale(path: str) -> bool:
+    """Remove the temporary file ``path`` unless a live download holds its lock; whether it did."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)
+    except OSError:
+        return False  # being written (or gone)
+    finally:
+        os.close(fd)
+    return True
 
 
 class LocalTree:
@@ -23,6 +121,9 @@ class LocalTree:
     symlinks are followed unless ``follow_symlinks=False`` (then they are skipped
     silently); broken links, special files and unreadable entries are skipped with a
     warning. Unlike it, symlink loops are detected and skipped instead of nested ~40 deep.
+    The temporary files of downloads (``.NAME.XXXXXXXX.s3sync``) are never listed; with
+    ``remove_stale_temp_files`` (a download's destination, not in a dry run) those an
+    interrupted download left behind are removed as the walk meets them.
 
     :param root: the directory; relative paths are made absolute now.
     :param follow_symlinks: follow symlinks to files and directories.
@@ -37,23 +138,32 @@ class LocalTree:
         #: nothing may be deleted on the strength of it.
         self.complete = True
         self.warnings = 0
+        #: Remove the temporary files interrupted downloads left (set for a download's destination).
+        self.remove_stale_temp_files = False
+        #: Temporary files the walk removed.
+        self.removed_temp_files = 0
         self._last_parent: str | None = None
 
     def _warn(self, message: str) -> None:
         self.warnings += 1
         self.log.warning("warning: %s", message)
 
-    def iter_entries(self) -> Iterator[Entry]:
-        """Yield every file below the root as an :class:`Entry`, ascending by key.
+    def iter_entries(self, *, key_range: KeyRange | None = None) -> Iterator[Entry]:
+        """Yield every file below the root (in ``key_range``) as an :class:`Entry`, ascending by key.
 
-        A missing root yields nothing (a download destination that does not exist yet).
+        A missing root yields nothing (a download destination that does not exist yet). With a
+        key range, directories that cannot hold a key of it are not read, and the walk ends
+        at the first key past it.
         """
         if not os.path.isdir(self.root):
             return
         root_stat = os.stat(self.root)
-        yield from self._walk(self.root, "", frozenset({(root_stat.st_dev, root_stat.st_ino)}))
+        entries = self._walk(self.root, "", frozenset({(root_stat.st_dev, root_stat.st_ino)}), key_range)
+        yield from entries if key_range is None else key_range.filter(entries)
 
-    def _walk(self, directory: str, rel: str, ancestors: frozenset[tuple[int, int]]) -> Iterator[Entry]:
+    def _walk(
+        self, directory: str, rel: str, ancestors: frozenset[tuple[int, int]], key_range: KeyRange | None
+    ) -> Iterator[Entry]:
         try:
             with os.scandir(directory) as scan:
                 dir_entries = list(scan)
@@ -71,11 +181,13 @@ class LocalTree:
             if not is_dir:
                 yield Entry(key=rel + sort_name, size=st.st_size, mtime=self._mtime(path, st))
                 continue
+            if key_range is not None and not key_range.may_hold_below(rel + sort_name):
+                continue
             identity = (st.st_dev, st.st_ino)
             if identity in ancestors:
                 self._warn(f"Skipping file {path}. It is a symbolic link loop.")
                 continue
-            yield from self._walk(path, rel + sort_name, ancestors | {identity})
+            yield from self._walk(path, rel + sort_name, ancestors | {identity}, key_range)
 
     def _classify(self, dir_entry: os.DirEntry[str]) -> tuple[str, str, os.stat_result, bool] | None:
         """(sort name, path, stat, is_dir) of a directory entry, or None to skip it."""
@@ -98,9 +210,20 @@ class LocalTree:
         if stat.S_ISDIR(st.st_mode):
             return dir_entry.name + "/", path, st, True
         if stat.S_ISREG(st.st_mode):
+            if is_temp_name(dir_entry.name):
+                self._temp_file(path)
+                return None
             return dir_entry.name, path, st, False
         self._warn(f"Skipping file {path}. File is character special device, block special device, FIFO, or socket.")
         return None
+
+    def _temp_file(self, path: str) -> None:
+        """A download's temporary file: never data; removed if an interrupted download left it."""
+        if self.remove_stale_temp_files and remove_if_stale(path):
+            self.removed_temp_files += 1
+            self.log.info("removed %s, the temporary file of an interrupted download", path)
+        else:
+            self.log.debug("skip %s: the temporary file of a download", path)
 
     def _mtime(self, path: str, st: os.stat_result) -> datetime:
         try:

@@ -10,8 +10,6 @@ threshold, access points, and runs with request arguments.
 from __future__ import annotations
 
 import mimetypes
-import os
-import secrets
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks.backend import Progress, Written
+from airflow_s3sync.hooks.local import AtomicFile
 
 if TYPE_CHECKING:
     from airflow_s3sync.hooks.s3 import S3SyncHook
@@ -154,19 +153,8 @@ class NativeBackend:
         expected = result.meta["size"]
         if len(data) != expected:
             raise S3SyncError(f"s3://{bucket}/{key}: read {len(data)} bytes, the server announced {expected}")
-        directory, name = os.path.split(path)
-        suffix = f".{secrets.token_hex(4)}.s3sync"
-        # A file name may have 255 bytes: a long one is cut to leave room for the suffix.
-        stem = f".{name}".encode()[: 255 - len(suffix)].decode(errors="ignore")
-        temp = os.path.join(directory, stem + suffix)
-        # Mode 0o666 as for any new file, so the umask applies (mkstemp would make it 0o600).
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        with AtomicFile(path) as temp:
+            temp.file.write(data)
+            temp.commit()
         progress(len(data))
         return Written(len(data), etag=result.meta.get("e_tag"))

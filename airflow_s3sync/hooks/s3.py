@@ -10,11 +10,13 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
+from datetime import datetime
 from functools import cached_property
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -27,9 +29,11 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks import listing
 from airflow_s3sync.hooks.backend import Progress, Written
 from airflow_s3sync.hooks.listing import fast_pages
+from airflow_s3sync.hooks.local import AtomicFile
 from airflow_s3sync.hooks.native import NATIVE_CLIENT_EXTRA, OBSTORE_ONLY_ENVIRONMENT, NativeBackend
 from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, parse_etag
 from airflow_s3sync.plan.entries import Entry
+from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import LockState, Retention
 
 #: DeleteObjects takes at most this many keys per request.
@@ -189,6 +193,14 @@ class LazyBody:
             self._body.close()
 
 
+class IncompleteUpload(NamedTuple):
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
 class S3SyncHook(S3Hook):
     """Listing and transfer for ``aws s3 sync``-style replication on one S3 endpoint.
 
@@ -225,6 +237,28 @@ class S3SyncHook(S3Hook):
         self._closed = False
         self._written: dict[tuple[str, str], dict[str, Any]] | None = None
         self._written_lock = threading.Lock()
+
+    @cached_property
+    def conn_config(self) -> Any:
+        """The connection's settings; a connection id that is not defined is an error here,
+        before any request, instead of the Amazon provider's silent fallback to the
+        environment's credentials (which would sync with whatever account those reach).
+
+        ``aws_default`` keeps that fallback: the provider documents it, and deployments
+        rely on it (credentials from the instance role, no connection defined).
+        """
+        if self.aws_conn_id and self.aws_conn_id != S3Hook.default_conn_name:
+            try:
+                self.get_connection(self.aws_conn_id)
+            except ImportError:
+                pass  # no Task SDK supervisor to ask (a test outside a task): the provider decides
+            except AirflowNotFoundException:
+                raise S3SyncError(
+                    f"the connection {self.aws_conn_id!r} is not defined: add it (Admin > Connections, an "
+                    f"AIRFLOW_CONN_{self.aws_conn_id.upper()} environment variable or a secrets backend), or "
+                    "pass None to use the environment's AWS credentials"
+                ) from None
+        return super().conn_config
 
     def get_session(self, region_name: str | None = None, deferrable: bool = False) -> Any:
         """The connection's boto3 session, sharing one botocore data loader per process, so
@@ -391,22 +425,46 @@ class S3SyncHook(S3Hook):
             args["VersionId"] = version_id
         self.conn.put_object_legal_hold(**args)
 
-    def iter_entries(self, bucket: str, prefix: str) -> Iterator[Entry]:
+    def iter_entries(self, bucket: str, prefix: str, *, key_range: KeyRange | None = None) -> Iterator[Entry]:
         """Yield the objects under ``prefix`` as entries keyed relative to it, page by page.
 
         Zero-byte keys ending in ``/`` (directory markers) are left out, as ``aws s3 sync``
         does. The listing is a generator: memory does not grow with the number of keys.
+        With ``key_range`` it starts after ``start_after`` (``StartAfter``) and stops after
+        ``end``: one shard's listing costs that shard's pages only.
         """
         paginator = self.conn.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size})
+        args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": self.page_size}}
+        if key_range is not None and key_range.start_after is not None:
+            args["StartAfter"] = prefix + key_range.start_after
+        pages = paginator.paginate(**args)
         start = len(prefix)
         for listed in fast_pages(pages):
             for key, size, mtime, etag, storage_class in listed:
-                if size == 0 and key.endswith("/"):
-                    continue
                 if not key.startswith(prefix):
                     raise S3SyncError(f"listing of s3://{bucket}/{prefix} returned the foreign key {key!r}")
-                yield Entry(key[start:], size, mtime, etag, storage_class)
+                relative = key[start:]
+                if key_range is not None:
+                    if key_range.past_end(relative):
+                        return
+                    if relative not in key_range:  # a server that ignores StartAfter
+                        continue
+                if size == 0 and key.endswith("/"):
+                    continue
+                yield Entry(relative, size, mtime, etag, storage_class)
+
+    def list_page(self, bucket: str, prefix: str, *, start_after: str | None = None) -> tuple[list[str], bool]:
+        """One ListObjectsV2 page under ``prefix``: the keys (relative to it) after
+        ``start_after`` (relative too), and whether more follow. Directory markers are kept:
+        this samples the keyspace, it does not decide what to copy."""
+        args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+        if start_after is not None:
+            args["StartAfter"] = prefix + start_after
+        response = self.conn.list_objects_v2(**args)
+        keys = [item["Key"][len(prefix) :] for item in response.get("Contents", [])]
+        if start_after is not None:
+            keys = [key for key in keys if key > start_after]
+        return keys, bool(response.get("IsTruncated"))
 
     def same_service_as(self, other: S3SyncHook) -> bool:
         """Whether ``other`` reaches the same endpoint with the same credentials, so that one
@@ -622,13 +680,17 @@ class S3SyncHook(S3Hook):
     ) -> Written:
         """Download ``bucket``/``key`` to ``path``; parts are read conditionally on ``etag``.
 
-        The data is written to a temporary file beside ``path`` and renamed over it only when
-        complete, so a failed download never leaves a partial file under the final name.
+        The data is written to a temporary file beside ``path`` (``.NAME.XXXXXXXX.s3sync``, which
+        walks never list, see :class:`~airflow_s3sync.hooks.local.AtomicFile`) and renamed over it
+        only when complete, so a failed or killed download never leaves a partial file under the
+        final name, nor one a later sync could take for data.
         """
-        future = self.transfer_manager.download(
-            bucket, key, path, extra_args=dict(extra_args), subscribers=[_Subscriber(progress, size, etag)]
-        )
-        self._run(future)
+        with AtomicFile(path) as temp:
+            future = self.transfer_manager.download(
+                bucket, key, temp.file, extra_args=dict(extra_args), subscribers=[_Subscriber(progress, size, etag)]
+            )
+            self._run(future)
+            temp.commit()
         return Written(size, etag=etag)
 
     def delete_keys(self, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
@@ -668,6 +730,20 @@ class S3SyncHook(S3Hook):
                 yield key, str(error)
             else:
                 yield key, None
+
+    def incomplete_uploads(self, bucket: str, prefix: str) -> Iterator[IncompleteUpload]:
+        """The multipart uploads under ``prefix`` that were started and never completed nor
+        aborted (ListMultipartUploads, page by page); keys relative to ``prefix``."""
+        paginator = self.conn.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for upload in page.get("Uploads", ()):
+                key = upload["Key"]
+                if key.startswith(prefix):
+                    yield IncompleteUpload(key[len(prefix) :], upload["UploadId"], upload["Initiated"])
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abort one multipart upload, freeing its parts (AbortMultipartUpload)."""
+        self.conn.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
     def close(self, *, cancel: bool = False) -> None:
         """Shut the transfer manager down: wait for what is still running, or cancel it.

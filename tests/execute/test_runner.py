@@ -1,4 +1,4 @@
-"""JobRunner: inline mode, back-pressure, retries, failures that are not Exceptions, stop()."""
+"""JobRunner: inline mode, back-pressure, retries, failures that are not Exceptions, stop(), SlowDowns."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from airflow_s3sync.execute.runner import Job, JobRunner
+from airflow_s3sync.execute import runner as runner_module
+from airflow_s3sync.execute.runner import Job, JobRunner, current_runner
+from airflow_s3sync.hooks.backend import is_throttle, is_transient
+from tests.execute.fakes import client_error
 
 LOG = logging.getLogger("test.runner")
 WAIT = 5.0  # the longest any step of these tests may take
@@ -281,3 +284,142 @@ def test_progress_lines_end_with_the_final_count(caplog: pytest.LogCaptureFixtur
                 runner.submit(jobs.job(name))
     assert seen == [(3, 0)]  # one line at the end (the interval never elapsed)
     assert [record.getMessage() for record in caplog.records] == ["progress: 3 done, 0 in flight"]
+
+
+# --- SlowDown: fewer jobs at once for a while --------------------------------------------------------
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(runner_module, "time", clock)
+    return clock
+
+
+def test_a_slowdown_halves_the_concurrency_once_per_burst_and_it_grows_back_in_the_recovery_time(
+    clock: Clock,
+) -> None:
+    runner = JobRunner(workers=8, log=LOG, recovery=4.0)  # grows by one job every 0.5 s of calm
+    assert runner.concurrency == 8
+
+    runner.slow_down()
+    assert runner.concurrency == 4
+    clock.now += 0.25
+    runner.slow_down()  # the same burst: counted, no second cut
+    assert runner.concurrency == 4 and runner.slowdowns == 2
+    clock.now += 0.75  # grown to 5 in the half second of calm; over a second after the cut: halved
+    runner.slow_down()
+    assert runner.concurrency == 2 and runner.lowest_concurrency == 2
+
+    clock.now += 0.25
+    assert runner.concurrency == 2  # not yet half a second of calm
+    clock.now += 0.25
+    assert runner.concurrency == 3
+    clock.now += 1.0
+    assert runner.concurrency == 5
+    clock.now += 0.5  # grown to 6 meanwhile: a new SlowDown halves that, and the calm starts over
+    runner.slow_down()
+    assert runner.concurrency == 3
+    clock.now += 0.25
+    assert runner.concurrency == 3
+    clock.now += 60
+    assert runner.concurrency == 8  # never above the workers
+    assert runner.slowdowns == 4 and runner.lowest_concurrency == 2
+    for _ in range(20):  # SlowDowns without a pause: halved each second, no growth between
+        clock.now += 0.25
+        runner.slow_down()
+    assert runner.concurrency == 1  # never below one
+
+
+def test_a_slowdown_keeps_the_other_workers_waiting_until_the_concurrency_grows_back() -> None:
+    jobs = Recorder()
+    running, most = 0, 0
+    lock = threading.Lock()
+    throttled_once = [client_error("SlowDown", 503)]
+
+    def body() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)
+            if throttled_once:
+                raise throttled_once.pop()
+        finally:
+            with lock:
+                running -= 1
+
+    # The first job fails with a SlowDown: 4 workers become 2 for the rest of the run (recovery
+    # takes a minute), and the job is retried like any transient failure.
+    runner = JobRunner(workers=4, log=LOG, transient=is_transient, backoff=0.001, recovery=60.0)
+    with runner:
+        runner.submit(jobs.job("first", body))
+        deadline = time.monotonic() + WAIT
+        while runner.slowdowns == 0 and time.monotonic() < deadline:  # the first attempt fails
+            time.sleep(0.01)
+        assert runner.concurrency == 2 and runner.slowdowns == 1
+        with lock:
+            most = running
+        for index in range(12):
+            runner.submit(jobs.job(f"j{index}", body))
+
+    assert jobs.failures == {} and jobs.count("first") == 2 and runner.retries == 1
+    assert most == 2, f"{most} jobs ran at once after the SlowDown"
+
+
+def test_a_job_reports_slowdowns_its_requests_met_to_the_runner_running_it() -> None:
+    """What the botocore listener of a sync does (Transfers): ``current_runner().slow_down()`` for a
+    SlowDown that botocore retried itself, so the job never failed."""
+    seen: list[JobRunner | None] = []
+
+    def request_answered_slowdown() -> None:
+        runner = current_runner()
+        seen.append(runner)
+        assert runner is not None
+        runner.slow_down()
+
+    with JobRunner(workers=4, log=LOG) as runner:
+        runner.submit(Job("a", request_answered_slowdown, lambda error: None))
+    assert seen == [runner] and runner.slowdowns == 1 and runner.lowest_concurrency == 2
+    assert current_runner() is None  # outside a job: nobody to tell
+
+
+def test_stop_ends_a_wait_for_a_place_among_the_running_jobs() -> None:
+    jobs = Recorder()
+    started, release = threading.Event(), threading.Event()
+    runner = JobRunner(workers=2, log=LOG, recovery=60.0)
+    runner.slow_down()  # one job at a time
+    runner.submit(jobs.job("running", blocking(started, release)))
+    assert started.wait(WAIT)
+    runner.submit(jobs.job("waiting"))  # a worker is free, but the concurrency is 1
+
+    runner.stop()
+    release.set()
+    assert in_thread(runner.wait).wait(WAIT), "a job waiting for its turn kept wait() from returning"
+    assert jobs.count("waiting") == 0 and isinstance(jobs.failures["waiting"], InterruptedError)
+
+
+@pytest.mark.parametrize(
+    ("error", "throttle"),
+    [
+        (client_error("SlowDown", 503), True),
+        (client_error("Throttling", 400), True),
+        (client_error("TooManyRequests", 429), True),
+        (client_error("InternalError", 500), False),
+        (client_error("AccessDenied", 403), False),
+        (ConnectionError("reset"), False),
+    ],
+)
+def test_which_errors_are_slowdowns(error: Exception, throttle: bool) -> None:
+    assert is_throttle(error) is throttle
