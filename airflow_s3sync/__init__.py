@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["ObjectLockRetentionOperator", "S3SyncHook", "S3SyncOperator", "__version__"]
+__all__ = ["ObjectLockRetentionOperator", "S3KeyRangesOperator", "S3SyncHook", "S3SyncOperator", "__version__"]
 
 if TYPE_CHECKING:
     from airflow_s3sync.hooks.s3 import S3SyncHook
+    from airflow_s3sync.operators.key_ranges import S3KeyRangesOperator
     from airflow_s3sync.operators.retention import ObjectLockRetentionOperator
     from airflow_s3sync.operators.sync import S3SyncOperator
 
 _LAZY = {
     "ObjectLockRetentionOperator": "airflow_s3sync.operators.retention",
+    "S3KeyRangesOperator": "airflow_s3sync.operators.key_ranges",
     "S3SyncHook": "airflow_s3sync.hooks.s3",
     "S3SyncOperator": "airflow_s3sync.operators.sync",
 }

@@ -47,6 +47,8 @@ class Tally:
         self.counts = dict.fromkeys((*counters, "failed"), 0)
         self.failures: list[str] = []
         self.retries = 0
+        #: SlowDown answers heard, each of which lowered the run's concurrency for a while.
+        self.slowdowns = 0
         self._noun = noun
         self._failure_limit = failure_limit
         self._started = time.monotonic()
@@ -91,6 +93,10 @@ class SyncReport(Tally):
         self.changed_keys: list[str] = []
         self.changed_keys_total = 0
         self._changed_keys_limit = changed_keys_limit
+        #: Stale multipart uploads aborted (or, in a dry run, found) before transferring.
+        self.aborted_uploads = 0
+        #: The shard of keys the run covered, ``[start_after, end]``; ``None``: every key.
+        self.key_range: list[str | None] | None = None
 
     def transferred(self, direction: Direction, key: str) -> None:
         """Count one finished (or, in a dry run, planned) transfer that wrote ``key``."""
@@ -134,7 +140,10 @@ class SyncReport(Tally):
                 "bytes_transferred": self.bytes_transferred,
                 "warnings": self.warnings,
                 "retries": self.retries,
+                "slowdowns": self.slowdowns,
                 "dryrun": self.dryrun,
                 "changed_keys_count": self.changed_keys_total,
                 "changed_keys_truncated": self.changed_keys_truncated,
+                "aborted_uploads": self.aborted_uploads,
+                "key_range": self.key_range,
             }

@@ -16,6 +16,7 @@ from airflow_s3sync.execute.runner import Job, JobRunner
 from airflow_s3sync.hooks.backend import is_transient
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location
+from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import Change, ChangeKind, decide_lock
 
 
@@ -73,6 +74,7 @@ class RetentionReport(Tally):
                 "retention_set": self.changes["retention"],
                 "legal_hold_set": self.changes["legal_hold"],
                 "retries": self.retries,
+                "slowdowns": self.slowdowns,
                 "dryrun": self.dryrun,
             }
 
@@ -85,6 +87,7 @@ class RetentionRun:
     :param dest: the destination prefix.
     :param keys: relative keys to examine, or ``None`` for every object under the source prefix
         (a streaming listing).
+    :param key_range: only keys in this range are examined (listed, or among ``keys``).
     :param now: the clock (tests pass their own).
     """
 
@@ -97,6 +100,7 @@ class RetentionRun:
         dest_hook: S3SyncHook,
         keys: Iterable[str] | None,
         options: RetentionOptions,
+        key_range: KeyRange | None = None,
         log: logging.Logger,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -105,6 +109,7 @@ class RetentionRun:
         self.source_hook = source_hook
         self.dest_hook = dest_hook
         self.keys = keys
+        self.key_range = key_range or KeyRange()
         self.options = options
         self.log = log
         self.now = now
@@ -125,9 +130,14 @@ class RetentionRun:
 
     def _keys(self) -> Iterator[str]:
         if self.keys is not None:
-            yield from self.keys
+            yield from (key for key in self.keys if key in self.key_range)
             return
-        for entry in self.source_hook.iter_entries(self.source.bucket, self.source.prefix):
+        listing = (
+            self.source_hook.iter_entries(self.source.bucket, self.source.prefix)
+            if self.key_range.is_full
+            else self.source_hook.iter_entries(self.source.bucket, self.source.prefix, key_range=self.key_range)
+        )
+        for entry in listing:
             yield entry.key
 
     def run(self) -> RetentionReport:
@@ -146,7 +156,7 @@ class RetentionRun:
                     self.log.error("listing failed: %s", error)
                     break
                 self.runner.submit(self._job(key))
-        self.report.retries = self.runner.retries
+        self.report.retries, self.report.slowdowns = self.runner.retries, self.runner.slowdowns
         problems = []
         if self._stopping.is_set():
             problems.append("the run was stopped (the task was killed)")

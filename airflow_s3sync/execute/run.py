@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from s3transfer.manager import TransferManager
@@ -16,11 +17,13 @@ from airflow_s3sync.execute.prefetch import Prefetch
 from airflow_s3sync.execute.report import SyncReport, format_bytes
 from airflow_s3sync.execute.runner import JobRunner
 from airflow_s3sync.execute.sides import LocalSide, S3Side, side_of
+from airflow_s3sync.execute.stale_uploads import abort_stale_uploads
 from airflow_s3sync.execute.transfers import COPY_PROPERTIES, Transfers
 from airflow_s3sync.hooks.backend import is_transient
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import LocalLocation, Location
 from airflow_s3sync.plan import Action, ActionKind, CompareMode, Direction, FilterRule, PathFilter, RefuseReason, plan
+from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE, RouteContext
 
 #: Request arguments the native client carries itself; with any other, botocore carries the run.
@@ -56,6 +59,10 @@ class SyncOptions:
         (a multipart object's parts also go this many at a time).
     :param copy_cutoff: same-endpoint copies up to this size are one CopyObject; larger ones
         UploadPartCopy parts.
+    :param key_range: the shard of keys (relative to both prefixes) this run lists, transfers
+        and deletes; ``None`` is every key.
+    :param abort_incomplete_uploads_after: before transferring, abort the destination's
+        multipart uploads (under its prefix, in the key range) initiated longer ago than this.
     """
 
     delete: bool = False
@@ -71,6 +78,8 @@ class SyncOptions:
     copy_tags: bool = False
     max_concurrency: int = 10
     copy_cutoff: int = MAX_COPY_OBJECT_SIZE
+    key_range: KeyRange | None = None
+    abort_incomplete_uploads_after: timedelta | None = None
 
 
 def direction_of(source: Location, dest: Location) -> Direction:
@@ -157,11 +166,14 @@ class SyncRun:
         self.direction = direction = direction_of(source, dest)
         check_extra_args(direction, options.extra_args)
         check_copy_options(direction, options.copy_object_lock, options.copy_tags)
-        self.source = side_of(source, source_hook, follow_symlinks=options.follow_symlinks, log=log)
-        self.dest = side_of(dest, dest_hook, follow_symlinks=options.follow_symlinks, log=log)
+        sides = {"follow_symlinks": options.follow_symlinks, "log": log, "key_range": options.key_range}
+        self.source = side_of(source, source_hook, **sides)
+        self.dest = side_of(dest, dest_hook, **sides)
         self.options = options
         self.log = log
         self.report = SyncReport(dryrun=options.dryrun, changed_keys_limit=options.changed_keys_limit)
+        if options.key_range is not None and not options.key_range.is_full:
+            self.report.key_range = options.key_range.as_list()
         # Between two endpoints (or two sets of credentials) there is no server-side copy: the
         # bytes stream through this worker.
         self.streamed = isinstance(self.source, S3Side) and isinstance(self.dest, S3Side)
@@ -258,6 +270,17 @@ class SyncRun:
             mover.backend.transfer_manager  # noqa: B018 - created for its side effect
             if self.transfers.context.native:
                 mover.native = mover.backend.native_backend
+        if self.options.key_range is not None and not self.options.key_range.is_full:
+            self.log.info("key range: %s", self.options.key_range.describe())
+        if self.options.abort_incomplete_uploads_after is not None and isinstance(self.dest, S3Side):
+            self.report.aborted_uploads, errors = abort_stale_uploads(
+                self.dest,
+                older_than=self.options.abort_incomplete_uploads_after,
+                now=datetime.now(UTC),
+                dryrun=self.options.dryrun,
+                log=self.log,
+            )
+            self.report.warned(len(errors))
         if self.streamed:
             self.log.info(
                 "source and destination are different endpoints or credentials: "
@@ -295,7 +318,7 @@ class SyncRun:
                             self.log.error("listing failed: %s", error)
                             break
                         self._handle(action, deletes)
-                self.report.retries = self.runner.retries
+                self.report.retries, self.report.slowdowns = self.runner.retries, self.runner.slowdowns
                 self.delete_gate.pass_through(deletes, self._problems(listing_error))
         finally:
             for listing in listings:

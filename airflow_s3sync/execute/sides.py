@@ -12,6 +12,7 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks.local import LocalTree
 from airflow_s3sync.locations import LocalLocation, Location, S3Location
 from airflow_s3sync.plan import Entry
+from airflow_s3sync.plan.key_range import KeyRange
 
 
 @dataclass
@@ -21,11 +22,13 @@ class S3Side:
     :param location: the bucket (or access point) and prefix.
     :param backend: the full backend (botocore and s3transfer): every call.
     :param native: the fast backend for single-request uploads and downloads, if enabled.
+    :param key_range: the shard of keys this run lists (``None``: every key).
     """
 
     location: S3Location
     backend: Any
     native: Any = None
+    key_range: KeyRange | None = None
     is_local = False
 
     @property
@@ -42,8 +45,10 @@ class S3Side:
         return self.location.display(key)
 
     def listing(self) -> Iterator[Entry]:
-        """The objects under the prefix, in key order (a streaming listing)."""
-        return self.backend.iter_entries(self.bucket, self.location.prefix)
+        """The objects under the prefix (in the key range), in key order (a streaming listing)."""
+        if self.key_range is None or self.key_range.is_full:
+            return self.backend.iter_entries(self.bucket, self.location.prefix)
+        return self.backend.iter_entries(self.bucket, self.location.prefix, key_range=self.key_range)
 
     def check(self) -> None:
         """The bucket exists and the credentials may list the prefix."""
@@ -72,12 +77,15 @@ class LocalSide:
 
     location: LocalLocation
     tree: LocalTree
+    key_range: KeyRange | None = None
     is_local = True
 
     @classmethod
-    def of(cls, location: LocalLocation, *, follow_symlinks: bool, log: logging.Logger) -> LocalSide:
+    def of(
+        cls, location: LocalLocation, *, follow_symlinks: bool, log: logging.Logger, key_range: KeyRange | None = None
+    ) -> LocalSide:
         """The side of ``location``, walking it as ``aws s3 sync`` does."""
-        return cls(location, LocalTree(location.path, follow_symlinks=follow_symlinks, log=log))
+        return cls(location, LocalTree(location.path, follow_symlinks=follow_symlinks, log=log), key_range)
 
     def display(self, key: str = "") -> str:
         """The path as ``aws s3 sync`` prints it."""
@@ -92,8 +100,8 @@ class LocalSide:
         return self.tree.path_for(key)
 
     def listing(self) -> Iterator[Entry]:
-        """The files below the directory, in S3 key order (a lazy walk)."""
-        return self.tree.iter_entries()
+        """The files below the directory (in the key range), in S3 key order (a lazy walk)."""
+        return self.tree.iter_entries(key_range=self.key_range)
 
     def check_source(self) -> None:
         """The directory exists."""
@@ -135,10 +143,12 @@ class LocalSide:
 Side = S3Side | LocalSide
 
 
-def side_of(location: Location, hook: Any, *, follow_symlinks: bool, log: logging.Logger) -> Side:
-    """The side of ``location``: an S3 prefix needs ``hook``, its backend."""
+def side_of(
+    location: Location, hook: Any, *, follow_symlinks: bool, log: logging.Logger, key_range: KeyRange | None = None
+) -> Side:
+    """The side of ``location`` (limited to ``key_range``): an S3 prefix needs ``hook``, its backend."""
     if isinstance(location, S3Location):
         if hook is None:
             raise S3SyncError(f"the S3 location {location.raw!r} needs a hook")
-        return S3Side(location, hook)
-    return LocalSide.of(location, follow_symlinks=follow_symlinks, log=log)
+        return S3Side(location, hook, key_range=key_range)
+    return LocalSide.of(location, follow_symlinks=follow_symlinks, log=log, key_range=key_range)

@@ -12,9 +12,11 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.retention import RetentionOptions, RetentionRun
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location, parse_location
+from airflow_s3sync.operators.key_ranges import NamedByKeyRange
+from airflow_s3sync.plan.key_range import parse_key_range
 
 
-class ObjectLockRetentionOperator(BaseOperator):
+class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
     """Copy each source object's Object Lock retention and legal hold to the same relative key
     at the destination — what ``aws s3 sync`` cannot do.
 
@@ -42,13 +44,17 @@ class ObjectLockRetentionOperator(BaseOperator):
         (sends ``x-amz-bypass-governance-retention``; needs that permission).
     :param dryrun: log what would change, change nothing.
     :param max_concurrency: objects examined in parallel.
+    :param key_range: ``(start_after, end)``: only keys k with ``start_after < k <= end``
+        (UTF-8 byte order, ``None`` open) — one shard, as on
+        :class:`~airflow_s3sync.operators.sync.S3SyncOperator`; given ``keys`` are limited to
+        it too. (templated)
 
     Returns ``applied`` (writes: ``retention_set`` + ``legal_hold_set``), ``skipped`` (refusals
     and objects missing on a side), ``unchanged`` (objects that needed nothing), ``failed``
     (objects), ``objects`` (examined) and ``dryrun``.
     """
 
-    template_fields: Sequence[str] = ("source", "dest", "keys")
+    template_fields: Sequence[str] = ("source", "dest", "keys", "key_range")
     ui_color = "#f4cccc"
 
     def __init__(
@@ -66,6 +72,7 @@ class ObjectLockRetentionOperator(BaseOperator):
         bypass_governance_retention: bool = False,
         dryrun: bool = False,
         max_concurrency: int = 10,
+        key_range: Sequence[str | None] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -81,11 +88,14 @@ class ObjectLockRetentionOperator(BaseOperator):
         self.bypass_governance_retention = bypass_governance_retention
         self.dryrun = dryrun
         self.max_concurrency = max_concurrency
+        self.key_range = key_range
         self._killed = False
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         if not any("{{" in str(value) for value in (source, dest)):
             self._locations()
+        if "{{" not in str(key_range):
+            parse_key_range(key_range)
 
     def _locations(self) -> tuple[S3Location, S3Location]:
         source, dest = parse_location(self.source), parse_location(self.dest)
@@ -127,6 +137,7 @@ class ObjectLockRetentionOperator(BaseOperator):
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Copy retention and legal holds; return the summary."""
         source, dest = self._locations()
+        key_range = parse_key_range(self.key_range)
         keys = self._keys()
         options = RetentionOptions(
             copy_legal_hold=self.copy_legal_hold,
@@ -136,10 +147,11 @@ class ObjectLockRetentionOperator(BaseOperator):
             max_concurrency=self.max_concurrency,
         )
         self.log.info(
-            "copying Object Lock settings from %s to %s for %s",
+            "copying Object Lock settings from %s to %s for %s%s",
             source.display(),
             dest.display(),
             "every object (full scan)" if keys is None else f"{len(keys)} key(s)",
+            "" if key_range.is_full else f", {key_range.describe()}",
         )
         run = self._run = RetentionRun(
             source=source,
@@ -147,6 +159,7 @@ class ObjectLockRetentionOperator(BaseOperator):
             source_hook=self.source_hook,
             dest_hook=self.dest_hook,
             keys=keys,
+            key_range=key_range,
             options=options,
             log=self.log,
         )

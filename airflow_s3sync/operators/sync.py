@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_s3sync.errors import InvalidLocationError, S3SyncError
 from airflow_s3sync.execute.report import check_changed_keys_limit
 from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_options, check_extra_args, direction_of
+from airflow_s3sync.execute.stale_uploads import check_abort_after
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import Location, S3Location, parse_location
+from airflow_s3sync.operators.key_ranges import NamedByKeyRange
 from airflow_s3sync.plan import CompareMode, build_rules
+from airflow_s3sync.plan.key_range import parse_key_range
 from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE
 
 
-class S3SyncOperator(BaseOperator):
+class S3SyncOperator(NamedByKeyRange, BaseOperator):
     """Sync a local directory or S3 prefix to another, with the semantics of ``aws s3 sync``.
 
     local dir -> S3 (upload), S3 -> S3 (copy), S3 -> local dir (download). S3 -> S3 copies run
@@ -67,6 +72,21 @@ class S3SyncOperator(BaseOperator):
     :param copy_cutoff: same-endpoint copies up to this many bytes are one CopyObject (at most
         5 GiB, S3's limit; rclone's ``--s3-copy-cutoff``); larger ones are copied in
         UploadPartCopy parts, which some S3-compatible servers do not support.
+    :param key_range: ``(start_after, end)``: only keys k, relative to both prefixes, with
+        ``start_after < k <= end`` in UTF-8 byte order (``None`` is open) are listed,
+        transferred and deleted — one shard of the sync; the listings start after
+        ``start_after`` and stop after ``end``. Shards that cover the keyspace (from
+        :class:`~airflow_s3sync.operators.key_ranges.S3KeyRangesOperator`) together do exactly
+        what one full run does: ``.partial(...).expand(key_range=ranges.output)``.
+        ``max_delete`` then counts this shard's deletes only. (templated)
+    :param allow_bucket_root: with ``delete=True``, a destination whose prefix is templated and
+        renders empty (``s3://bucket/{{ params.day }}/`` without a day) is refused — it would
+        delete across the whole bucket — unless this is true.
+    :param abort_incomplete_uploads_after: a ``timedelta``: before transferring, abort the
+        multipart uploads under the destination prefix (in the key range) initiated longer ago
+        than this, as rclone's ``cleanup`` does — parts of uploads a killed worker left behind
+        are billed and invisible. Logged (``abort-upload: s3://b/k ...``) and counted
+        (``aborted_uploads``); a dry run only reports them. ``None`` (the default) leaves them.
 
     Small uploads and downloads go through a native S3 client (obstore) unless the connection's
     extra says ``"native_client": false``; everything else, and keys it cannot carry unchanged,
@@ -75,17 +95,18 @@ class S3SyncOperator(BaseOperator):
     connection, a body cut short) is retried whole, up to 3 times.
 
     Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
-    ``failed``, ``bytes_transferred``, ``warnings``, ``dryrun``, ``changed_keys_count``,
-    ``changed_keys_truncated``). With a task instance in the context it also pushes the XCom
-    ``changed_keys``: the keys relative to the destination that the run wrote (or, in a dry
-    run, would write). When there are more than ``changed_keys_limit``, it is ``None`` instead,
-    which downstream means "every object" — a truncated list would silently leave keys out —
-    and ``changed_keys_truncated`` in the summary is true.
+    ``failed``, ``bytes_transferred``, ``warnings``, ``retries``, ``dryrun``,
+    ``changed_keys_count``, ``changed_keys_truncated``, ``aborted_uploads``, ``key_range``).
+    With a task instance in the context it also pushes the XCom ``changed_keys``: the keys
+    relative to the destination that the run wrote (or, in a dry run, would write). When there
+    are more than ``changed_keys_limit``, it is ``None`` instead, which downstream means "every
+    object" — a truncated list would silently leave keys out — and ``changed_keys_truncated`` in
+    the summary is true.
 
     .. seealso:: :class:`airflow_s3sync.hooks.s3.S3SyncHook`
     """
 
-    template_fields: Sequence[str] = ("source", "dest", "exclude", "include", "filters")
+    template_fields: Sequence[str] = ("source", "dest", "exclude", "include", "filters", "key_range")
     ui_color = "#d9ead3"
 
     def __init__(
@@ -114,6 +135,9 @@ class S3SyncOperator(BaseOperator):
         copy_object_lock: bool = False,
         copy_tags: bool = False,
         copy_cutoff: int = MAX_COPY_OBJECT_SIZE,
+        key_range: Sequence[str | None] | str | None = None,
+        allow_bucket_root: bool = False,
+        abort_incomplete_uploads_after: timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -140,8 +164,18 @@ class S3SyncOperator(BaseOperator):
         self.copy_object_lock = copy_object_lock
         self.copy_tags = copy_tags
         self.copy_cutoff = copy_cutoff
+        self.key_range = key_range
+        self.allow_bucket_root = allow_bucket_root
+        self.abort_incomplete_uploads_after = check_abort_after(abort_incomplete_uploads_after)
+        #: Which locations are templates: one whose prefix renders empty is checked in execute().
+        self._templated = {name: "{{" in str(getattr(self, name)) for name in ("source", "dest")}
         self._killed = False
         check_changed_keys_limit(changed_keys_limit)
+        if size_only and checksum:
+            raise ValueError(
+                "size_only=True and checksum=True contradict each other: size_only skips every same-size "
+                "object, checksum compares their content; choose one"
+            )
         if max_delete is not None and (not isinstance(max_delete, int) or max_delete < 0):
             raise ValueError(f"max_delete must be a non-negative integer or None, got {max_delete!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -153,15 +187,42 @@ class S3SyncOperator(BaseOperator):
             )
         # What is static is checked now; templated values are checked again in execute().
         self._locations(allow_templates=True)
+        if "{{" not in str(key_range):
+            parse_key_range(key_range)
 
     def _locations(self, *, allow_templates: bool = False) -> tuple[Location, Location] | None:
-        if allow_templates and any("{{" in str(value) for value in (self.source, self.dest)):
+        if allow_templates and any(self._templated.values()):
             return None
-        source, dest = parse_location(self.source), parse_location(self.dest)
+        source, dest = (self._location(name) for name in ("source", "dest"))
         direction = direction_of(source, dest)
         check_extra_args(direction, self.extra_args)
         check_copy_options(direction, self.copy_object_lock, self.copy_tags)
+        if self.abort_incomplete_uploads_after is not None and not isinstance(dest, S3Location):
+            raise S3SyncError(
+                "abort_incomplete_uploads_after needs an S3 destination: a local directory has no uploads"
+            )
+        if (
+            self.delete
+            and self._templated["dest"]
+            and isinstance(dest, S3Location)
+            and not dest.key
+            and not self.allow_bucket_root
+        ):
+            raise S3SyncError(
+                f"dest {dest.raw!r} was rendered from a template with an empty prefix: with delete=True this "
+                "run would delete across the whole bucket. Fix the template (a missing param?) or, if the whole "
+                "bucket is meant, pass allow_bucket_root=True"
+            )
         return source, dest
+
+    def _location(self, name: str) -> Location:
+        value = getattr(self, name)
+        if self._templated[name] and isinstance(value, str) and not value.strip():
+            raise InvalidLocationError(
+                f"{name} was rendered from a template to an empty string: a missing param or variable? "
+                "Give s3://bucket/prefix or a local directory"
+            )
+        return parse_location(value)
 
     @cached_property
     def source_hook(self) -> S3SyncHook | None:
@@ -202,6 +263,7 @@ class S3SyncOperator(BaseOperator):
         locations = self._locations()
         assert locations is not None
         source, dest = locations
+        key_range = parse_key_range(self.key_range)
         rules = build_rules(exclude=self.exclude, include=self.include, filters=self.filters)
         source_hook, dest_hook = self.source_hook, self.dest_hook
         options = SyncOptions(
@@ -220,6 +282,8 @@ class S3SyncOperator(BaseOperator):
             copy_tags=self.copy_tags,
             max_concurrency=self.max_concurrency,
             copy_cutoff=self.copy_cutoff,
+            key_range=key_range,
+            abort_incomplete_uploads_after=self.abort_incomplete_uploads_after,
         )
         run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log

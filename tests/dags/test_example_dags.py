@@ -131,3 +131,72 @@ def test_the_hourly_report_task_handles_changed_keys_over_the_limit(changed_keys
     spec.loader.exec_module(module)
 
     assert module.report.function({"changed_keys_count": 20_001}, changed_keys) == 20_001
+
+
+SHARDED = "s3sync_sharded_replication"
+
+
+def test_sharded_dag_maps_the_sync_over_key_ranges_and_adds_up_the_shards(home, moto):
+    airflow_home_path, env = home
+    client = moto.client()
+    src, dst = "example-sharded", "example-sharded-replica"
+    for bucket in (src, dst):
+        client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    until = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    keys = [f"data/{d}/{i:03d}.csv" for d in ("a", "a-b", "a.b", "b", "c") for i in range(40)]
+    for n, key in enumerate(keys):
+        lock = {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": until} if n % 50 == 0 else {}
+        client.put_object(Bucket=src, Key=key, Body=key.encode(), **lock)
+    for stale in ("data/a/zzz.csv", "data/z/old.csv", "data/0/old.csv"):
+        client.put_object(Bucket=dst, Key=stale, Body=b"stale")
+    conf = {"source": f"s3://{src}/data/", "dest": f"s3://{dst}/data/", "shards": 3}
+
+    result = run_airflow(env, "dags", "test", SHARDED, "-c", json.dumps(conf), check=False)
+
+    assert dag_run_states(env, SHARDED) == ["success"], result.stdout[-5000:] + result.stderr[-5000:]
+    listed = client.list_objects_v2(Bucket=dst, Prefix="data/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(keys)
+    head = client.head_object(Bucket=dst, Key=keys[50])
+    assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"]) == ("GOVERNANCE", until)
+    values = xcom_values(airflow_home_path, "return_value", SHARDED)
+    [ranges] = [v for v in values if isinstance(v, list) and v and isinstance(v[0], list)]
+    assert len(ranges) == 3 and ranges[0][0] is None and ranges[-1][1] is None
+    [total] = [v for v in values if isinstance(v, dict) and "shards" in v]
+    assert (total["shards"], total["copied"], total["deleted"], total["failed"]) == (3, len(keys), 3, 0)
+    assert total["retention_applied"] == len(keys) // 50
+    with sqlite3.connect(airflow_home_path / "airflow.db") as db:
+        names = db.execute(
+            "select rendered_map_index from task_instance where dag_id = ? and task_id = 'sync' order by map_index",
+            (SHARDED,),
+        ).fetchall()
+    assert [name for (name,) in names] == [
+        f"keys up to {ranges[0][1]!r}",
+        f"keys after {ranges[1][0]!r} up to {ranges[1][1]!r}",
+        f"keys after {ranges[2][0]!r} up to last key",
+    ]
+
+
+def test_sharded_dag_refuses_before_any_change_when_the_shards_would_delete_too_much(home, moto):
+    _, env = home
+    client = moto.client()
+    src, dst = "example-sharded-guard", "example-sharded-guard-replica"
+    for bucket in (src, dst):
+        client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=src, Key="data/keep.csv", Body=b"x")
+    stale = [f"data/{c}/old.csv" for c in "amz"]
+    for key in stale:
+        client.put_object(Bucket=dst, Key=key, Body=b"stale")
+    conf = {
+        "source": f"s3://{src}/data/",
+        "dest": f"s3://{dst}/data/",
+        "shards": 3,
+        "max_delete": 2,
+        "copy_retention": False,
+    }
+
+    result = run_airflow(env, "dags", "test", SHARDED, "-c", json.dumps(conf), check=False)
+
+    assert "failed" in dag_run_states(env, SHARDED)
+    assert "more than max_delete=2" in result.stdout + result.stderr
+    listed = client.list_objects_v2(Bucket=dst)["Contents"]
+    assert sorted(o["Key"] for o in listed) == stale
