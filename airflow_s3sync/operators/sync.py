@@ -15,6 +15,7 @@ from airflow_s3sync.execute.report import check_changed_keys_limit
 from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_options, check_extra_args, direction_of
 from airflow_s3sync.execute.stale_uploads import check_abort_after
 from airflow_s3sync.hooks.s3 import S3SyncHook
+from airflow_s3sync.lineage import LineageMixin
 from airflow_s3sync.locations import Location, S3Location, parse_location
 from airflow_s3sync.operators.key_ranges import NamedByKeyRange
 from airflow_s3sync.plan import CompareMode, build_rules
@@ -22,7 +23,7 @@ from airflow_s3sync.plan.key_range import parse_key_range
 from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE
 
 
-class S3SyncOperator(NamedByKeyRange, BaseOperator):
+class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
     """Sync a local directory or S3 prefix to another, with the semantics of ``aws s3 sync``.
 
     local dir -> S3 (upload), S3 -> S3 (copy), S3 -> local dir (download). S3 -> S3 copies run
@@ -93,6 +94,11 @@ class S3SyncOperator(NamedByKeyRange, BaseOperator):
     through botocore. Requests are retried (the connection's ``config_kwargs.retries``, by
     default standard mode with 10 attempts), and a job that still fails transiently (a dropped
     connection, a body cut short) is retried whole, up to 3 times.
+
+    Unless ``outlets`` is given, the task's outlet is ``Asset("s3://bucket/prefix/")`` of an S3
+    destination (and an S3 source its inlet), its asset events carrying the run's counts; with the
+    OpenLineage provider installed it reports both locations as datasets. See
+    :mod:`airflow_s3sync.lineage`.
 
     Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
     ``failed``, ``bytes_transferred``, ``warnings``, ``retries``, ``dryrun``,
@@ -189,6 +195,7 @@ class S3SyncOperator(NamedByKeyRange, BaseOperator):
         self._locations(allow_templates=True)
         if "{{" not in str(key_range):
             parse_key_range(key_range)
+        self.apply_default_assets(kwargs)
 
     def _locations(self, *, allow_templates: bool = False) -> tuple[Location, Location] | None:
         if allow_templates and any(self._templated.values()):
@@ -309,4 +316,5 @@ class S3SyncOperator(NamedByKeyRange, BaseOperator):
         ti = context.get("ti") or context.get("task_instance")
         if ti is not None:
             ti.xcom_push(key="changed_keys", value=changed_keys)
+        self.record_asset_events(context, summary)
         return summary
