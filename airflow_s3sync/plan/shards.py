@@ -7,9 +7,12 @@ row of *segments* — the keys a page returned, known exactly — and *gaps* bet
 counts are estimated from the density of the neighbouring pages in a numeric picture of the keys
 (each character a digit, over the alphabet seen so far). Each next probe goes to the middle of
 the gap with the largest estimate; a probe past the last key returns nothing, which bounds the
-keyspace from above. After ``max_probes`` pages, boundaries are placed where the estimated
-cumulative count crosses each ``total * j / shards``: on a real key inside a segment, or on a
-string interpolated inside a gap.
+keyspace from above (found first, by a binary search over the prefixes of the last key seen).
+Where the estimates are small enough for the probes left, the gaps are listed outright instead:
+exact, and no dearer. Boundaries are placed where the estimated cumulative count crosses each
+``total * j / shards`` — on a real key inside a segment, or on a string interpolated inside a
+gap — then probed where they were interpolated, placed again with what those probes saw, and
+dropped where a probe shows the range they would end to be empty. All within ``max_probes``.
 
 However good the estimates, the ranges are always exact as a partition: the first starts at the
 beginning (``None``), the last ends at the end (``None``), each range's ``end`` is the next one's
@@ -158,7 +161,7 @@ class _Sampler:
         segment = next(segment for segment in self.segments if segment.after == point)
         return not segment.keys
 
-    def first_key_after(self, point: str, budget: int) -> str | None | object:
+    def first_key_after(self, point: str, budget: int) -> str | object | None:
         """The first key after ``point`` from a probe there (sent now if none was and the
         ``budget`` allows; else ``_UNKNOWN``); ``None`` when no key follows it."""
         for segment in self.segments:  # a page that listed past the point already tells
