@@ -84,14 +84,16 @@ with DAG(
     ).expand_kwargs(retention_shards(sync.output["changed_keys"], ranges.output))
 
     @task(trigger_rule="none_failed")
-    def summary(syncs: list[dict[str, Any]], retentions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def summary(syncs: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
         """The shards' counts added up: what one unsharded run would have reported."""
         total: dict[str, Any] = {name: sum(shard.get(name, 0) for shard in syncs) for name in COUNTS}
         total["shards"] = len(syncs)
-        total["retention_applied"] = sum(shard["applied"] for shard in retentions or [])
+        # Pulled, not passed: with copy_retention off the retention task has no instance to read.
+        retentions = ti.xcom_pull(task_ids="retention") if ti is not None else None
+        total["retention_applied"] = sum(shard["applied"] for shard in retentions or [] if shard)
         print(f"replication summary over {len(syncs)} shard(s): {total}")
         return total
 
     guard = check_deletes(plan.output)
     guard >> sync
-    totals = summary(sync.output, retention.output)
+    retention >> summary(sync.output)

@@ -11,8 +11,9 @@ keyspace from above (found first, by a binary search over the prefixes of the la
 Where the estimates are small enough for the probes left, the gaps are listed outright instead:
 exact, and no dearer. Boundaries are placed where the estimated cumulative count crosses each
 ``total * j / shards`` — on a real key inside a segment, or on a string interpolated inside a
-gap — then probed where they were interpolated, placed again with what those probes saw, and
-dropped where a probe shows the range they would end to be empty. All within ``max_probes``.
+gap — then probed where they were interpolated and placed again with what those probes saw;
+last, an interpolated boundary moves to the first key after it, so every boundary is a real key
+and no range is empty, as far as the probes left can check. All within ``max_probes``.
 
 However good the estimates, the ranges are always exact as a partition: the first starts at the
 beginning (``None``), the last ends at the end (``None``), each range's ``end`` is the next one's
@@ -74,38 +75,33 @@ def plan_key_ranges(probe: Probe, shards: int, *, max_probes: int | None = None)
         pass
     scale = _Scale(sampler)
     boundaries = _boundaries(sampler.pieces(scale), shards, scale)
-    known = {key for segment in sampler.segments for key in segment.keys}
     for boundary in boundaries:
-        if sampler.probes >= budget - (shards - 1) // 2:
+        if sampler.probes >= budget - (shards - 1):
             break
-        if boundary not in known:  # interpolated in a gap: see what is really there
+        if boundary not in sampler.known:  # interpolated in a gap: see what is really there
             sampler.probe(boundary)
     scale = _Scale(sampler)
     boundaries = _boundaries(sampler.pieces(scale), shards, scale)
-    return _ranges(_without_empty_ranges(boundaries, sampler, budget))
+    return _ranges(_settle(boundaries, sampler, budget))
 
 
-def _without_empty_ranges(boundaries: list[str], sampler: _Sampler, budget: int) -> list[str]:
-    """The boundaries, less those that would end a range the listing shows to be empty: the
-    first key after a boundary sorts after the next one (or there is none). Checked while probes
-    are left; a range that is not checked is kept."""
-    # The tail first: an estimate past the last key is the likeliest mistake.
-    boundaries = list(boundaries)
-    while boundaries and sampler.first_key_after(boundaries[-1], budget) is None:
-        boundaries.pop()
-    kept: list[str] = []
+def _settle(boundaries: list[str], sampler: _Sampler, budget: int) -> list[str]:
+    """Real keys for boundaries, and no empty range: an interpolated boundary moves to the first
+    key after it (the range it ends then holds at least that key); one that would repeat the
+    previous boundary is dropped (its range would be empty), and so are boundaries past the
+    last key. A boundary the probes left cannot check stays as it is."""
+    settled: list[str] = []
     for boundary in boundaries:
-        if kept:
-            first = sampler.first_key_after(kept[-1], budget)
-            if first is _UNKNOWN:
-                kept.append(boundary)
-                continue
-            if first is None:
-                break  # nothing after the previous boundary: the rest would all be empty
-            if first > boundary:
-                continue  # (previous, boundary] holds no key: merge it into the next range
-        kept.append(boundary)
-    return kept
+        first = sampler.first_key_after(boundary, budget) if boundary not in sampler.known else _UNKNOWN
+        if first is None:
+            break  # no key after it: every later range would be empty
+        if isinstance(first, str):
+            boundary = first
+        if not settled or boundary > settled[-1]:
+            settled.append(boundary)
+    while settled and sampler.first_key_after(settled[-1], budget) is None:
+        settled.pop()  # the last range, (boundary, end], would be empty
+    return settled
 
 
 _UNKNOWN = object()
@@ -121,6 +117,7 @@ class _Sampler:
         self.chars: list[str] = []  # the alphabet seen, sorted
         self._unsplittable: set[str] = set()  # gaps (by their low key) no string can split
         self.page_size = 1  # keys in a full page, as the server answers
+        self.known: set[str] = set()  # every key a probe returned
 
     def probe(self, after: str | None) -> None:
         """List one page after ``after`` and file it in key order."""
@@ -131,6 +128,7 @@ class _Sampler:
         keys = [key for key in keys if after is None or key > after]
         position = bisect.bisect_left([_order(s.after) for s in self.segments], _order(after))
         self.segments.insert(position, _Segment(after, keys, complete=not more))
+        self.known.update(keys)
         seen = set(self.chars)
         for key in keys:  # the keys' alphabet only: probe strings carry the character above it
             seen.update(key)
