@@ -29,6 +29,16 @@ worker's own CPU per object (botocore, logging) is the largest share of the work
 processes have the most to gain. On a small machine the S3 server, the API server and the task
 supervisors share the same cores: the "cores busy" column shows when the CPU is the limit.
 
+With ``--latency-ms N`` every request of the DAG runs goes through a loopback proxy
+(``tests/faults.py``'s ``FaultProxy``, no faults injected) that holds each request for N ms before
+forwarding it to the server, as a remote endpoint would (10-30 ms: AWS from another region, or a
+provider across the network), and ``AIRFLOW_CONN_AWS_DEFAULT`` points at the proxy. A sync is then
+bound by waiting rather than by CPU, the case where shards' extra concurrency (each has its own
+``max_concurrency`` workers and its own listing) pays. The source objects are written to disk and
+both replicas checked against the server directly, not through the proxy. The proxy runs as
+threads of this script; its CPU time over each run is printed ("proxy cores"), so that one can see
+it was not the limit.
+
 Every process started here is stopped on the way out (also on Ctrl-C or an error), and the
 temporary directory is removed unless ``--keep`` is given. Nothing prints a credential.
 """
@@ -61,7 +71,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support import BIN, S3Server, rclone_server, run_airflow  # noqa: E402
+from tests.faults import FaultProxy  # noqa: E402
+from tests.support import BIN, connection_json_via, rclone_server, run_airflow  # noqa: E402
 
 EXAMPLE_DAG = ROOT / "example_dags" / "s3sync_sharded_replication.py"
 EXAMPLE_DAG_ID = "s3sync_sharded_replication"
@@ -137,9 +148,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def airflow_env(home: Path, server: S3Server, port: int, parallelism: int) -> dict[str, str]:
+def airflow_env(home: Path, connection: str, port: int, parallelism: int) -> dict[str, str]:
     """The environment of every Airflow process: this home, LocalExecutor, the API server on
-    ``port``, and the S3 connection. Nothing AIRFLOW_* or AWS_* from outside leaks in."""
+    ``port``, and the S3 connection (``AIRFLOW_CONN_*`` JSON). Nothing AIRFLOW_* or AWS_* from
+    outside leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
     env.update(
         AIRFLOW_HOME=str(home),
@@ -157,7 +169,7 @@ def airflow_env(home: Path, server: S3Server, port: int, parallelism: int) -> di
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
         AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
-        AIRFLOW_CONN_AWS_DEFAULT=server.connection_json(),
+        AIRFLOW_CONN_AWS_DEFAULT=connection,
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -326,6 +338,13 @@ def busy_cores(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
     return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
 
 
+def own_cpu() -> float:
+    """CPU seconds (user + system) this process has used so far: with ``--latency-ms``, the
+    proxy's threads (the rest of this process sleeps between polls of the database)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def load_average() -> float | None:
     try:
         return os.getloadavg()[0]
@@ -352,16 +371,25 @@ class RunResult:
     seconds: float  # the run's start to its end, as the scheduler recorded them
     trigger_to_done: float  # from `airflow dags trigger` to the end being seen here
     cores_busy: float | None = None  # the machine's average busy cores over the run (all processes)
+    proxy_requests: int | None = None  # requests through the latency proxy (None: no proxy)
+    proxy_cpu: float | None = None  # CPU seconds of this process (the proxy's threads) over the run
     tasks: list[TaskTime] = field(default_factory=list)
     verified: str | None = "not checked"
 
 
 def run_dag(
-    db: Path, running: dict[str, Service], label: str, dag_id: str, conf: dict[str, Any], timeout: float
+    db: Path,
+    running: dict[str, Service],
+    label: str,
+    dag_id: str,
+    conf: dict[str, Any],
+    timeout: float,
+    proxy: FaultProxy | None = None,
 ) -> RunResult:
     run_id = f"scale_{label}_{int(time.time())}"
     say(f"[{label}] airflow dags trigger {dag_id} --conf '{json.dumps(conf)}'")
     started, cpu_before = time.monotonic(), cpu_jiffies()
+    own_before, requests_before = own_cpu(), (proxy.requests if proxy else 0)
     run_airflow_env(running, ["dags", "trigger", dag_id, "--conf", json.dumps(conf), "--run-id", run_id])
     state, row = "queued", None
     last_report = 0.0
@@ -390,6 +418,8 @@ def run_dag(
         fail(f"the {label} run did not finish within {timeout:.0f} s (state {state})", running)
     trigger_to_done = time.monotonic() - started
     cores_busy = busy_cores(cpu_before, cpu_jiffies())
+    proxy_cpu = own_cpu() - own_before if proxy else None
+    proxy_requests = proxy.requests - requests_before if proxy else None
     begin, end = (parse_time(row[1]), parse_time(row[2])) if row else (None, None)
     seconds = (end - begin).total_seconds() if begin and end else trigger_to_done
     tasks = [
@@ -409,7 +439,9 @@ def run_dag(
         )
     ]
     shards = int(conf.get("shards", 1))
-    return RunResult(label, dag_id, run_id, shards, state, seconds, trigger_to_done, cores_busy, tasks)
+    return RunResult(
+        label, dag_id, run_id, shards, state, seconds, trigger_to_done, cores_busy, proxy_requests, proxy_cpu, tasks
+    )
 
 
 def failed_task_logs(logs: Path, run_id: str, lines: int = 30) -> str:
@@ -446,6 +478,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="same-dag",
         help="the unsharded run: the sharded DAG with shards=1 (default), or a DAG of one sync task",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="hold every request of the DAG runs this many ms in a loopback proxy, as a remote endpoint would "
+        "(default 0: no proxy)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds each DAG run may take (default 1800)")
     parser.add_argument("--sample", type=int, default=50, help="objects whose bytes are compared after each run")
     parser.add_argument(
@@ -459,6 +498,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.objects < 1 or args.shards < 1 or args.parallelism < 2:
         parser.error("--objects and --shards must be at least 1, --parallelism at least 2")
+    if not 0 <= args.latency_ms <= 10_000:
+        parser.error("--latency-ms must be between 0 and 10000")
     return args
 
 
@@ -517,13 +558,21 @@ def scale_demo(args: argparse.Namespace, work: Path, dag_file: Path, dag_id: str
     make_objects(s3root / SOURCE_BUCKET, WARMUP_PREFIX, WARMUP_OBJECTS, args.size)
     say(f"wrote {args.objects:,} objects of {args.size:,} bytes in {time.monotonic() - started:.1f} s")
 
-    with rclone_server(s3root) as server:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(rclone_server(s3root))
         client = server.client(retries={"max_attempts": 10, "mode": "standard"})
         source = listing(client, SOURCE_BUCKET, SOURCE_PREFIX)
         warmup = listing(client, SOURCE_BUCKET, WARMUP_PREFIX)
         if len(source) != args.objects or len(warmup) != WARMUP_OBJECTS:
             fail(f"the server lists {len(source)} source objects, {args.objects} were written")
         say(f"rclone serve s3 on {server.endpoint_url}: s3://{SOURCE_BUCKET}/{SOURCE_PREFIX} lists {len(source):,}")
+        proxy: FaultProxy | None = None
+        connection = server.connection_json()
+        if args.latency_ms > 0:  # no faults: only the wait; started before and stopped after Airflow
+            proxy = FaultProxy(server.endpoint_url, rate=0.0, seed=1, latency=args.latency_ms / 1000)
+            stack.enter_context(proxy)
+            connection = connection_json_via(server, proxy.endpoint_url)
+            say(f"latency proxy on {proxy.endpoint_url}: {args.latency_ms:g} ms per request; the DAG runs use it")
 
         shutil.copy(dag_file, home / "dags")
         baseline_id = dag_id
@@ -531,7 +580,7 @@ def scale_demo(args: argparse.Namespace, work: Path, dag_file: Path, dag_id: str
             shutil.copy(PLAIN_DAG, home / "dags")
             baseline_id = PLAIN_DAG_ID
         port = free_port()
-        env = airflow_env(home, server, port, args.parallelism)
+        env = airflow_env(home, connection, port, args.parallelism)
         _ENV.clear()
         _ENV.update(env)
         started = time.monotonic()
@@ -561,13 +610,18 @@ def scale_demo(args: argparse.Namespace, work: Path, dag_file: Path, dag_id: str
                 if run_dag_id != PLAIN_DAG_ID:
                     conf["shards"] = shards
                     conf.update(extra_conf(dag_file))
-                result = run_dag(db, running, label, run_dag_id, conf, args.timeout)
+                result = run_dag(db, running, label, run_dag_id, conf, args.timeout, proxy)
                 result.verified = compare(client, expected, prefix, bucket, args.sample)
                 say(
                     f"[{label}] run {result.state} in {result.seconds:.1f} s "
                     f"(trigger to done {result.trigger_to_done:.1f} s); "
                     f"destination {'equals the source' if result.verified is None else 'DIFFERS: ' + result.verified}"
                 )
+                if result.proxy_cpu is not None:
+                    say(
+                        f"[{label}] latency proxy: {result.proxy_requests:,} requests, {result.proxy_cpu:.1f} CPU s "
+                        f"({result.proxy_cpu / max(result.trigger_to_done, 1e-9):.2f} cores)"
+                    )
                 for task in result.tasks:
                     took = f"{task.seconds:7.1f} s" if task.seconds is not None else "      -  "
                     say(f"    {task.task:<48} {task.state:<10} {took}")
@@ -589,6 +643,7 @@ def scale_demo(args: argparse.Namespace, work: Path, dag_file: Path, dag_id: str
                     "size": args.size,
                     "shards": args.shards,
                     "parallelism": args.parallelism,
+                    "latency_ms": args.latency_ms,
                     "cpus": os.cpu_count(),
                     "load_average_at_start": load,
                     "ok": ok,
@@ -602,18 +657,23 @@ def scale_demo(args: argparse.Namespace, work: Path, dag_file: Path, dag_id: str
 
 def report(args: argparse.Namespace, results: list[RunResult], dag_id: str) -> None:
     say("")
+    via = f", every request held {args.latency_ms:g} ms by a loopback proxy" if args.latency_ms > 0 else ""
     say(
-        f"{args.objects:,} objects x {args.size:,} bytes, S3 -> S3 on one rclone serve s3 endpoint (CopyObject), "
+        f"{args.objects:,} objects x {args.size:,} bytes, S3 -> S3 on one rclone serve s3 endpoint (CopyObject){via}, "
         f"LocalExecutor parallelism {args.parallelism}, {os.cpu_count()} CPUs, DAG {dag_id}"
     )
-    say(f"{'run':<10} {'shards':>6} {'state':<8} {'run time':>9} {'trigger→done':>13} {'cores busy':>10}  destination")
+    proxied = args.latency_ms > 0
+    head = f"{'run':<10} {'shards':>6} {'state':<8} {'run time':>9} {'trigger→done':>13} {'cores busy':>10}"
+    say(head + (f" {'requests':>9} {'proxy cores':>11}" if proxied else "") + "  destination")
     for r in results:
         verdict = "= source" if r.verified is None else f"DIFFERS ({r.verified})"
         busy = f"{r.cores_busy:.2f}" if r.cores_busy is not None else "-"
-        say(
-            f"{r.label:<10} {r.shards:>6} {r.state:<8} {r.seconds:>8.1f}s {r.trigger_to_done:>12.1f}s "
-            f"{busy:>10}  {verdict}"
-        )
+        line = f"{r.label:<10} {r.shards:>6} {r.state:<8} {r.seconds:>8.1f}s {r.trigger_to_done:>12.1f}s {busy:>10}"
+        if proxied:
+            requests = f"{r.proxy_requests:,}" if r.proxy_requests is not None else "-"
+            cores = f"{r.proxy_cpu / r.trigger_to_done:.2f}" if r.proxy_cpu is not None and r.trigger_to_done else "-"
+            line += f" {requests:>9} {cores:>11}"
+        say(f"{line}  {verdict}")
     if len(results) == 2 and results[0].seconds > 0:
         say(f"unsharded / sharded: {results[1].seconds / results[0].seconds:.2f}x")
 
