@@ -4,8 +4,10 @@ Starts moto's S3 server on 127.0.0.1, creates a source bucket with sample data a
 with one stale object, runs ``example_dags/s3sync_hourly_replication.py`` through
 ``airflow dags test`` in a temporary AIRFLOW_HOME, shows the task's ``aws s3 sync`` lines and
 both buckets, then runs it a second time to show that an up-to-date replica costs no copies.
-Last, ``example_dags/s3sync_worm_replication.py`` replicates a WORM bucket (Object Lock) and
-its retention and legal holds, which ``aws s3 sync`` cannot copy.
+Then ``example_dags/s3sync_worm_replication.py`` replicates a WORM bucket (Object Lock) and
+its retention and legal holds, which ``aws s3 sync`` cannot copy. Last,
+``example_dags/s3sync_sharded_replication.py`` splits a prefix into key ranges and syncs them as
+mapped tasks, then adds up their counts.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from tests.support import airflow_home, dag_run_states, moto_server, run_airflow
 
 DAG_ID = "s3sync_hourly_replication"
 WORM_DAG_ID = "s3sync_worm_hourly"
+SHARDED_DAG_ID = "s3sync_sharded_replication"
+#: What the sharded run shows: the ranges, each shard's range and summary, the total.
+SHARD_LINE_PREFIXES = ("key range", "  (", "summary: ")
+#: What the sharded DAG's Python tasks print (plain lines in the output).
+SHARD_PRINTED = ("the shards would delete", "replication summary over")
 ACTION_PREFIXES = (
     "copy: ",
     "delete: ",
@@ -42,15 +49,19 @@ def show_bucket(client, bucket: str) -> None:
         print(f"    {obj['Key']:<28} {obj['Size']:>6} bytes")
 
 
-def task_lines(output: str) -> list[str]:
-    """The replicate task's action and summary lines, from the output of ``airflow dags test``."""
-    marker = " [airflow.task.operators.airflow_s3sync"
+def task_lines(output: str, prefixes: tuple[str, ...] = ACTION_PREFIXES, printed: tuple[str, ...] = ()) -> list[str]:
+    """The tasks' action and summary lines, from the output of ``airflow dags test``; ``printed``:
+    the starts of lines Python tasks print."""
     lines = []
     for raw in output.splitlines():
-        if marker in raw and "] " in raw:
-            message = raw.split("] ", 1)[1].rsplit(marker, 1)[0].strip()
-            if message.startswith(ACTION_PREFIXES):
-                lines.append(message)
+        if printed and raw.startswith(printed):
+            lines.append(raw)
+            continue
+        if "] " not in raw or not any(marker in raw for marker in (" [airflow.task.operators.", " [task]")):
+            continue
+        message = raw.split("] ", 1)[1].rsplit(" [", 1)[0].rstrip()
+        if message.lstrip().startswith(prefixes) or message.startswith(prefixes):
+            lines.append(message)
     return lines
 
 
@@ -62,13 +73,20 @@ def show_locks(client, bucket: str) -> None:
         print(f"    s3://{bucket}/{obj['Key']:<22} {lock}, legal hold {head.get('ObjectLockLegalHoldStatus', 'OFF')}")
 
 
-def run_dag(env: dict[str, str], logical_date: str, dag_id: str = DAG_ID) -> str:
+def run_dag(
+    env: dict[str, str],
+    logical_date: str,
+    dag_id: str = DAG_ID,
+    *args: str,
+    prefixes: tuple[str, ...] = ACTION_PREFIXES,
+    printed: tuple[str, ...] = (),
+) -> str:
     """Run the DAG once; print its tasks' lines; return the run's state."""
-    result = run_airflow(env, "dags", "test", dag_id, logical_date, check=False)
+    result = run_airflow(env, "dags", "test", dag_id, logical_date, *args, check=False)
     states = dag_run_states(env, dag_id)
     state = states[-1] if states else "unknown"
     print(f"  DAG run state: {state}")
-    for line in task_lines(result.stdout + result.stderr):
+    for line in task_lines(result.stdout + result.stderr, prefixes, printed):
         print(f"  | {line}")
     if state != "success":
         print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
@@ -79,7 +97,7 @@ def main() -> int:
     print("Starting an embedded S3 server (moto) on 127.0.0.1 ...")
     with moto_server() as server, airflow_home() as (dags, env):
         print(f"  endpoint {server.endpoint_url}; AIRFLOW_HOME {env['AIRFLOW_HOME']} (database migrated)")
-        for name in (DAG_ID, "s3sync_worm_replication"):
+        for name in (DAG_ID, "s3sync_worm_replication", SHARDED_DAG_ID):
             shutil.copy(ROOT / "example_dags" / f"{name}.py", dags)
         use_connection(env, "aws_default", server.connection_json())
         client = server.client()
@@ -127,8 +145,30 @@ def main() -> int:
         worm = run_dag(env, "2026-11-23T12:00:00+00:00", WORM_DAG_ID)
         print("\nAfter:")
         show_locks(client, "example-worm-replica")
+
+        print("\nScaling out: 600 objects synced in 3 key-range shards, mapped tasks any worker can run ...")
+        client.create_bucket(Bucket="example-lake")
+        client.create_bucket(Bucket="example-lake-replica")
+        for day in range(1, 7):
+            for n in range(100):
+                client.put_object(Bucket="example-lake", Key=f"events/2026-11-{day:02d}/part-{n:03d}.json", Body=b"{}")
+        client.put_object(Bucket="example-lake-replica", Key="events/2026-10-31/old.json", Body=b"{}")
+        conf = '{"source": "s3://example-lake/events/", "dest": "s3://example-lake-replica/events/", '
+        conf += '"shards": 3, "copy_retention": false}'
+        print(f"\nRunning `airflow dags test {SHARDED_DAG_ID} -c '{conf}'` ...")
+        sharded = run_dag(
+            env,
+            "2026-11-23T13:00:00+00:00",
+            SHARDED_DAG_ID,
+            "-c",
+            conf,
+            prefixes=SHARD_LINE_PREFIXES,
+            printed=SHARD_PRINTED,
+        )
+        replica = client.list_objects_v2(Bucket="example-lake-replica", MaxKeys=1000).get("KeyCount", 0)
+        print(f"\nAfter: s3://example-lake-replica/events/ holds {replica} object(s)")
         print("\nStopping the S3 server.")
-        return 0 if state == second == worm == "success" else 1
+        return 0 if state == second == worm == sharded == "success" else 1
 
 
 if __name__ == "__main__":
