@@ -101,7 +101,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
     :mod:`airflow_s3sync.lineage`.
 
     Returns a summary (``uploaded``, ``copied``, ``downloaded``, ``deleted``, ``skipped``,
-    ``failed``, ``bytes_transferred``, ``warnings``, ``retries``, ``dryrun``,
+    ``failed``, ``bytes_transferred``, ``warnings``, ``retries``, ``slowdowns``, ``dryrun``,
     ``changed_keys_count``, ``changed_keys_truncated``, ``aborted_uploads``, ``key_range``).
     With a task instance in the context it also pushes the XCom ``changed_keys``: the keys
     relative to the destination that the run wrote (or, in a dry run, would write). When there
@@ -212,7 +212,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
             self.delete
             and self._templated["dest"]
             and isinstance(dest, S3Location)
-            and not dest.key
+            and not dest.key.strip("/")  # "s3://b/{{ day }}/" without a day is "s3://b//"
             and not self.allow_bucket_root
         ):
             raise S3SyncError(

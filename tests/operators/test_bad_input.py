@@ -74,14 +74,21 @@ def test_a_templated_location_that_renders_empty(side, state, counted):
     assert read() == before and counted.requests == 0
 
 
-def test_a_templated_prefix_that_renders_empty_with_delete_is_refused(state, counted, moto):
+@pytest.mark.parametrize("template", ["s3://{bucket}/{{{{ params.day }}}}/", "s3://{bucket}/{{{{ params.day }}}}"])
+def test_a_templated_prefix_that_renders_empty_with_delete_is_refused(template, state, counted):
     bucket, src, read = state
     before = read()
-    dest = f"s3://{bucket}/{{{{ params.day }}}}"
-    op = rendered(S3SyncOperator(task_id="s", source=str(src), dest=dest, delete=True), day="")
+    op = rendered(
+        S3SyncOperator(task_id="s", source=str(src), dest=template.format(bucket=bucket), delete=True), day=""
+    )
     with pytest.raises(S3SyncError, match=r"rendered from a template with an empty prefix.*allow_bucket_root=True"):
         op.execute({})
     assert read() == before and counted.requests == 0
+
+
+def test_a_templated_prefix_with_its_param_or_without_delete_runs(state, counted):
+    bucket, src, read = state
+    dest = f"s3://{bucket}/{{{{ params.day }}}}"
     # The same template with its param syncs the day's prefix only.
     day = rendered(S3SyncOperator(task_id="s", source=str(src), dest=dest, delete=True), day="2026-11-24")
     assert day.execute({})["deleted"] == 1
