@@ -18,8 +18,7 @@ Everything runs on this machine, as separate processes:
 The sharded DAG is ``example_dags/s3sync_sharded_replication.py`` (``S3KeyRangesOperator`` ->
 mapped dry-run plan -> delete guard -> mapped ``S3SyncOperator(key_range=...)`` -> summary; its
 Object Lock retention step is turned off with ``copy_retention=false``, since ``rclone serve s3``
-has no Object Lock), or with ``--dag standin`` the stand-in
-``bench/scale_dags/s3sync_scale_standin.py`` (shards by folder with filters, no ``key_range``).
+has no Object Lock).
 The unsharded run is, by default, the same DAG with ``shards=1`` (same tasks, same overhead);
 ``--baseline plain`` uses ``bench/scale_dags/s3sync_scale_unsharded.py``, one sync task. An
 unmeasured warm-up run over a few objects goes first (``--no-warmup`` skips it).
@@ -76,8 +75,6 @@ from tests.support import BIN, connection_json_via, rclone_server, run_airflow  
 
 EXAMPLE_DAG = ROOT / "example_dags" / "s3sync_sharded_replication.py"
 EXAMPLE_DAG_ID = "s3sync_sharded_replication"
-STANDIN_DAG = ROOT / "bench" / "scale_dags" / "s3sync_scale_standin.py"
-STANDIN_DAG_ID = "s3sync_scale_standin"
 PLAIN_DAG = ROOT / "bench" / "scale_dags" / "s3sync_scale_unsharded.py"
 PLAIN_DAG_ID = "s3sync_scale_unsharded"
 CONN_ID = "aws_default"
@@ -467,12 +464,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--parallelism", type=int, default=4, help="LocalExecutor worker processes, [core] parallelism (default 4)"
     )
     parser.add_argument(
-        "--dag",
-        choices=("auto", "example", "standin"),
-        default="auto",
-        help="the sharded DAG: the example (s3sync_sharded_replication), the stand-in, or the example if it exists",
-    )
-    parser.add_argument(
         "--baseline",
         choices=("same-dag", "plain"),
         default="same-dag",
@@ -503,14 +494,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def choose_dag(choice: str) -> tuple[Path, str]:
-    if choice == "example" or (choice == "auto" and EXAMPLE_DAG.exists()):
-        if not EXAMPLE_DAG.exists():
-            raise SystemExit(f"error: {EXAMPLE_DAG} does not exist")
-        return EXAMPLE_DAG, EXAMPLE_DAG_ID
-    return STANDIN_DAG, STANDIN_DAG_ID
-
-
 def extra_conf(dag_file: Path) -> dict[str, Any]:
     """The example DAG's other params, where it has them: this connection, and no Object Lock
     retention step (``rclone serve s3`` has no Object Lock)."""
@@ -530,7 +513,7 @@ def _interrupted(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupted)  # a `kill` cleans up like Ctrl-C
-    dag_file, dag_id = choose_dag(args.dag)
+    dag_file, dag_id = EXAMPLE_DAG, EXAMPLE_DAG_ID
     work = Path(tempfile.mkdtemp(prefix="s3sync-scale-"))
     try:
         return scale_demo(args, work, dag_file, dag_id)
