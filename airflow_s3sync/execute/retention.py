@@ -132,12 +132,7 @@ class RetentionRun:
         if self.keys is not None:
             yield from (key for key in self.keys if key in self.key_range)
             return
-        listing = (
-            self.source_hook.iter_entries(self.source.bucket, self.source.prefix)
-            if self.key_range.is_full
-            else self.source_hook.iter_entries(self.source.bucket, self.source.prefix, key_range=self.key_range)
-        )
-        for entry in listing:
+        for entry in self.source_hook.iter_entries(self.source.bucket, self.source.prefix, key_range=self.key_range):
             yield entry.key
 
     def run(self) -> RetentionReport:

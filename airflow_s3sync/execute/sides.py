@@ -46,8 +46,6 @@ class S3Side:
 
     def listing(self) -> Iterator[Entry]:
         """The objects under the prefix (in the key range), in key order (a streaming listing)."""
-        if self.key_range is None or self.key_range.is_full:
-            return self.backend.iter_entries(self.bucket, self.location.prefix)
         return self.backend.iter_entries(self.bucket, self.location.prefix, key_range=self.key_range)
 
     def check(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_s3sync.plan.entries import Entry
+from airflow_s3sync.plan.key_range import KeyRange
 
 #: Called with a number of bytes just transferred (negative when a retry starts over).
 Progress = Callable[[int], None]
@@ -37,8 +38,8 @@ class TransferBackend(Protocol):
     """One S3 client behind the calls a sync needs. Every call blocks until done and raises on
     failure; the job runner supplies the concurrency."""
 
-    def iter_entries(self, bucket: str, prefix: str) -> Iterator[Entry]:
-        """The objects under ``prefix``, keyed relative to it, in S3's key order."""
+    def iter_entries(self, bucket: str, prefix: str, *, key_range: KeyRange | None = None) -> Iterator[Entry]:
+        """The objects under ``prefix`` (in ``key_range``), keyed relative to it, in S3's key order."""
         ...
 
     def head_object(self, bucket: str, key: str, *, etag: str | None = None) -> dict[str, Any]:

@@ -433,6 +433,8 @@ class S3SyncHook(S3Hook):
         With ``key_range`` it starts after ``start_after`` (``StartAfter``) and stops after
         ``end``: one shard's listing costs that shard's pages only.
         """
+        if key_range is not None and key_range.is_full:
+            key_range = None  # no per-key checks for the whole keyspace
         paginator = self.conn.get_paginator("list_objects_v2")
         args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": self.page_size}}
         if key_range is not None and key_range.start_after is not None:

@@ -23,6 +23,7 @@ from airflow_s3sync.hooks.backend import Written
 from airflow_s3sync.hooks.s3 import LazyBody
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.checksum import Digests
+from airflow_s3sync.plan.key_range import KeyRange
 
 MiB = 1024 * 1024
 #: Calls that change what a store holds.
@@ -282,12 +283,13 @@ class FakeBackend:
             if self._written is not None and self.answer_written:
                 self._written[(bucket, key)] = {"ETag": stored.etag}
 
-    def iter_entries(self, bucket: str, prefix: str) -> Iterator[Entry]:
+    def iter_entries(self, bucket: str, prefix: str, *, key_range: KeyRange | None = None) -> Iterator[Entry]:
         self._enter("iter_entries", bucket, prefix)
         with self.store.lock:
             objects = sorted((key, stored) for (name, key), stored in self.store.objects.items() if name == bucket)
         fault = self._listing_faults.get(bucket)
-        return self._entries(objects, prefix, fault)
+        entries = self._entries(objects, prefix, fault)
+        return entries if key_range is None else key_range.filter(entries)
 
     @staticmethod
     def _entries(objects: list[tuple[str, StoredObject]], prefix: str, fault: _ListingFault | None) -> Iterator[Entry]:

@@ -79,8 +79,8 @@ def failing_listing(monkeypatch, bucket: str, after: int) -> None:
     """Fault injection: the listing of ``bucket`` drops its connection after ``after`` real entries."""
     real = S3SyncHook.iter_entries
 
-    def listing(self, listed_bucket, prefix):
-        for n, entry in enumerate(real(self, listed_bucket, prefix)):
+    def listing(self, listed_bucket, prefix, **kwargs):
+        for n, entry in enumerate(real(self, listed_bucket, prefix, **kwargs)):
             if listed_bucket == bucket and n == after:
                 raise EndpointConnectionError(endpoint_url="http://127.0.0.1/dropped")
             yield entry
