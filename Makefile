@@ -29,7 +29,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 ## bench: W1 one endpoint (vs aws s3 sync, s5cmd, rclone), W2 two endpoints (vs rclone), W3 100,000-object no-op;
+##        rclone with --transfers 16 --checkers 16; wall seconds, CPU ms/object, targets met / not met;
 ##        writes bench/RESULTS.md. On a quiet machine. A quick check of the scripts: make bench BENCH_ARGS=--quick
+##        (writes bench/results/RESULTS-quick.md)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/all.py $(BENCH_ARGS)

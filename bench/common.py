@@ -1,13 +1,21 @@
-"""Shared pieces of the benchmarks: data, tool commands, timing with peak RSS, verification, tables.
+"""Shared pieces of the benchmarks: data, tool commands, timing with CPU and peak RSS, verification, tables.
 
-Nothing here asserts a timing. Every tool runs with its own defaults (concurrency, part sizes,
-comparison rules) as a new user would; the only flags given are where to connect and, for
-``aws`` and ``s5cmd``, to print errors only (the operator logs at WARNING during the runs too).
+Nothing here asserts a timing. The peers run with the settings a user who wants speed gives them:
+rclone with ``--transfers 16 --checkers 16`` (its defaults, 4 and 8, leave most of its speed
+unused), s5cmd with its defaults (256 workers), ``aws s3 sync`` as it is; besides, only where to
+connect and, for ``aws`` and ``s5cmd``, to print errors only (the operator logs at WARNING during
+the runs too). The operator runs with its defaults.
+
+CPU is the user + system time of the process that syncs and of its children, during the run:
+``os.wait4`` of a command (bench/launch.py), ``getrusage`` deltas around the operator's
+``execute`` in the process that runs it. The S3 servers are other processes: their CPU, on the
+same cores, is counted for no one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import signal
@@ -36,6 +44,7 @@ TOOL_LABELS = {
     "rclone": "rclone sync",
 }
 PEERS = ("s5cmd", "rclone")  # "fastest peer" = the faster of these two
+RCLONE_SPEED = ("--transfers", "16", "--checkers", "16")  # what a user who wants speed gives rclone
 
 
 # --------------------------------------------------------------------------- data
@@ -124,10 +133,11 @@ def verify(got: Totals, expected: Totals) -> str | None:
 
 @dataclass
 class Outcome:
-    """One timed run: seconds, or the error's last line; peak RSS where measured."""
+    """One timed run: seconds, or the error's last line; CPU seconds and peak RSS where measured."""
 
     seconds: float | None = None
     error: str | None = None
+    cpu: float | None = None  # seconds, user + system, of the syncing process and its children
     rss_peak: int | None = None  # bytes
     rss_growth: int | None = None  # bytes, ours only (child process)
     note: str | None = None
@@ -159,8 +169,9 @@ def exception_line(exc: BaseException) -> str:
 
 
 def run_command(cmd: list[str], env: Mapping[str, str], timeout: float) -> Outcome:
-    """Run ``cmd`` (never through a shell) through ``bench/launch.py``: its seconds from fork to exit
-    and its peak RSS (``ru_maxrss`` from ``os.wait4``, a floor of ~5 MiB; see launch.py for why).
+    """Run ``cmd`` (never through a shell) through ``bench/launch.py``: its seconds from fork to exit,
+    its CPU time (user + system of it and its children, from ``os.wait4``) and its peak RSS
+    (``ru_maxrss`` from ``os.wait4``, a floor of ~5 MiB; see launch.py for why).
 
     Output goes to a temporary file (no pipe to drain); on a non-zero exit the last line of it
     is the error. The command runs in its own session: a timeout kills it and anything it started."""
@@ -188,25 +199,33 @@ def run_command(cmd: list[str], env: Mapping[str, str], timeout: float) -> Outco
         result = json.loads(result_path.read_text()) if result_path.exists() else None
     if result is None:
         return Outcome(error=f"launcher exit {process.returncode}: {last_line(text)}")
-    rss = result["maxrss_kib"] * 1024  # KiB on Linux
+    rss, cpu = result["maxrss_kib"] * 1024, result["cpu_seconds"]  # ru_maxrss is in KiB on Linux
     if result["exit"] != 0:
-        return Outcome(error=f"exit {result['exit']}: {last_line(text)}", rss_peak=rss)
-    return Outcome(seconds=result["seconds"], rss_peak=rss, extra={"seconds_with_launcher": seconds})
+        return Outcome(error=f"exit {result['exit']}: {last_line(text)}", cpu=cpu, rss_peak=rss)
+    return Outcome(seconds=result["seconds"], cpu=cpu, rss_peak=rss, extra={"seconds_with_launcher": seconds})
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time so far of this process (every thread) and of its waited-for children."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def timed_call(run: Callable[[], object]) -> Outcome:
-    """Time ``run()`` in this process; an exception becomes the cell's error (its last line)."""
-    start = time.perf_counter()
+    """Time ``run()`` in this process, with the process's CPU time during it (``cpu_seconds``
+    deltas: nothing else of this process works meanwhile); an exception becomes the cell's error."""
+    cpu, start = cpu_seconds(), time.perf_counter()
     try:
         run()
     except Exception as exc:  # noqa: BLE001 - a failing tool is a result to report, not a crash
         return Outcome(error=exception_line(exc), extra={"detail": str(exc)[-4000:]})
-    return Outcome(seconds=time.perf_counter() - start)
+    return Outcome(seconds=time.perf_counter() - start, cpu=cpu_seconds() - cpu)
 
 
 def run_ours_child(runs: list[dict[str, Any]], env: Mapping[str, str], timeout: float) -> list[Outcome]:
-    """The operator in a fresh interpreter (``bench/ours_child.py``): one Outcome per run, with the
-    peak RSS and the growth during that run; the interpreter start and imports are not timed."""
+    """The operator in a fresh interpreter (``bench/ours_child.py``): one Outcome per run, with its
+    CPU time, the peak RSS and the growth during that run; the interpreter start and imports are
+    neither timed nor counted."""
     with tempfile.TemporaryDirectory(prefix="s3sync-bench-child-") as tmp:
         spec, result = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec.write_text(json.dumps({"runs": runs}))
@@ -224,6 +243,7 @@ def run_ours_child(runs: list[dict[str, Any]], env: Mapping[str, str], timeout: 
             Outcome(
                 seconds=item["seconds"] if item["error"] is None else None,
                 error=item["error"],
+                cpu=item["cpu"],
                 rss_peak=item["rss_peak"],
                 rss_growth=growth,
                 note=note,
@@ -307,15 +327,18 @@ def tool_env(server: S3Server, remotes: Mapping[str, S3Server] | None = None) ->
     return env
 
 
-def rclone_location(location: str, remote: str = "bench") -> str:
+def rclone_location(location: str, remote: str) -> str:
     """``s3://bucket/prefix/`` -> ``remote:bucket/prefix``; a local path stays as it is."""
     if location.startswith("s3://"):
         return f"{remote}:" + location[len("s3://") :].rstrip("/")
     return location
 
 
-def sync_command(tool: str, endpoint_url: str, source: str, dest: str, *, remote: str = "bench") -> list[str]:
-    """The sync command of a CLI tool, with its defaults (only where to connect, and quiet)."""
+def sync_command(
+    tool: str, endpoint_url: str, source: str, dest: str, *, remotes: tuple[str, str] = ("bench", "bench")
+) -> list[str]:
+    """The sync command of a CLI tool: where to connect, quiet, and rclone's settings for speed;
+    ``remotes`` are rclone's for the source and the destination (see ``rclone_remotes``)."""
     if tool == "aws":
         return [str(BIN / "aws"), "s3", "sync", source, dest, "--endpoint-url", endpoint_url, "--only-show-errors"]
     if tool == "s5cmd":
@@ -323,7 +346,8 @@ def sync_command(tool: str, endpoint_url: str, source: str, dest: str, *, remote
         s5cmd = [str(s5cmd_binary()), "--endpoint-url", endpoint_url, "--log", "error"]
         return [*s5cmd, "sync", src, dest.rstrip("/") + "/"]
     if tool == "rclone":
-        return [str(BIN / "rclone"), "sync", rclone_location(source, remote), rclone_location(dest, remote)]
+        where = [rclone_location(location, remote) for location, remote in zip((source, dest), remotes, strict=True)]
+        return [str(BIN / "rclone"), "sync", *RCLONE_SPEED, *where]
     raise ValueError(f"not a CLI tool: {tool}")
 
 
@@ -348,16 +372,78 @@ def mib(value: int | None) -> str:
     return "—" if value is None else f"{value / MIB:.0f}"
 
 
-def ratio_to_fastest_peer(ours: Outcome | None, peers: Mapping[str, Outcome | None]) -> tuple[float | None, str]:
-    """ours / min(peers that succeeded): (the ratio, its cell text)."""
-    done = {tool: o.seconds for tool, o in peers.items() if o is not None and o.ok and o.seconds is not None}
-    if ours is None or not ours.ok or ours.seconds is None:
-        return None, "n/a (ours fails)"
+def cpu_per_object(outcome: Outcome | None, count: int) -> float | None:
+    """Milliseconds of CPU per object of a run that succeeded, where its CPU was measured."""
+    if outcome is None or not outcome.ok or outcome.cpu is None or count <= 0:
+        return None
+    return outcome.cpu * 1000 / count
+
+
+def cpu_cell(outcome: Outcome | None, count: int) -> str:
+    """CPU ms/object to three significant digits (0.0234, 1.50, 1500)."""
+    value = cpu_per_object(outcome, count)
+    if value is None:
+        return "—" if outcome is None or outcome.ok else "fails"
+    digits = 2 - math.floor(math.log10(value)) if value > 0 else 2
+    return f"{value:.{max(digits, 0)}f}"
+
+
+def wall(outcome: Outcome) -> float | None:
+    return outcome.seconds
+
+
+def cpu(outcome: Outcome) -> float | None:
+    return outcome.cpu
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """ours / the best peer on one measure; ``value`` None when it cannot be computed (``why``)."""
+
+    value: float | None
+    peer: str = ""
+    why: str = ""
+
+    def cell(self) -> str:
+        return f"**{self.value:.2f}** ({self.peer})" if self.value is not None else f"n/a ({self.why})"
+
+
+def ratio_to_fastest_peer(
+    ours: Outcome | None, peers: Mapping[str, Outcome | None], measure: Callable[[Outcome], float | None] = wall
+) -> Ratio:
+    """ours / min(peers that succeeded) on ``measure`` (wall seconds, or ``cpu``: the objects are the
+    same, so the ratio of CPU seconds is that of CPU per object)."""
+    done = {tool: value for tool, o in peers.items() if o is not None and o.ok and (value := measure(o)) is not None}
+    mine = measure(ours) if ours is not None and ours.ok else None
+    if mine is None:
+        return Ratio(None, why="ours fails" if ours is None or not ours.ok else "not measured")
     if not done:
-        return None, "n/a (no peer succeeded)"
-    fastest = min(done, key=lambda tool: done[tool])
-    ratio = ours.seconds / max(done[fastest], 1e-9)
-    return ratio, f"**{ratio:.2f}** ({fastest})"
+        return Ratio(None, why="no peer succeeded")
+    best = min(done, key=done.__getitem__)
+    return Ratio(mine / max(done[best], 1e-9), best)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets, stated as met or not met from this run's numbers."""
+
+    row: str
+    goal: str
+    measured: str
+    met: bool | None  # None: not measured (a run failed)
+
+    @classmethod
+    def of_ratio(cls, row: str, goal: str, limit: float, ratio: Ratio) -> Target:
+        return cls(row, goal, ratio.cell(), None if ratio.value is None else ratio.value <= limit)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def target_table(targets: Iterable[Target]) -> list[str]:
+    verdicts = {True: "met", False: "**not met**", None: "not measured"}
+    rows = [[t.row, t.goal, t.measured, verdicts[t.met]] for t in targets]
+    return table(["row", "target", "this run", "met?"], rows)
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Run one command and record its wall time, exit status and peak RSS, like ``/usr/bin/time``.
+"""Run one command and record its wall time, exit status, CPU time and peak RSS, like ``/usr/bin/time``.
 
     python -I -S bench/launch.py RESULT.json COMMAND [ARG ...]
 
@@ -8,6 +8,10 @@ replaces, and Python's subprocess starts children with vfork (the parent's memor
 listed keys would report *that* process's peak. Started from this small interpreter (``-I -S``:
 no site, nothing imported but ``os``, ``sys``, ``json``, ``time``) by ``fork``, the floor is the
 few MiB this process occupies (about 5 MiB here; GNU time's is 1 MiB).
+
+The CPU time is ``ru_utime + ru_stime`` of the same ``os.wait4``: the command's, every thread's,
+and that of the children it waited for (Linux adds a reaped child's usage to its parent's); this
+launcher's own is not in it.
 """
 
 import json
@@ -30,7 +34,8 @@ def main() -> int:
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     with open(result_path, "w") as out:
-        json.dump({"seconds": seconds, "exit": code, "maxrss_kib": usage.ru_maxrss}, out)
+        cpu = usage.ru_utime + usage.ru_stime
+        json.dump({"seconds": seconds, "exit": code, "cpu_seconds": cpu, "maxrss_kib": usage.ru_maxrss}, out)
     return code if 0 <= code < 256 else 1
 
 
