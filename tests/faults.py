@@ -228,6 +228,8 @@ class FaultProxy:
         self.latency = latency
         self.faults: Counter[str] = Counter()
         self.requests = 0
+        #: Every request that reached the proxy, in order: its S3 operation (``operation_of``) and headers.
+        self.sent: list[tuple[str, dict[str, str]]] = []
         self.injected: list[tuple[str, str, str]] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -284,6 +286,16 @@ class FaultProxy:
 
     # counters
 
+    def operations(self, *names: str) -> list[str]:
+        """The S3 operations of the requests that reached the proxy (only ``names``, if given)."""
+        with self._lock:
+            return [operation for operation, _ in self.sent if not names or operation in names]
+
+    def headers_of(self, *names: str) -> list[dict[str, str]]:
+        """The headers (lower-case names) of the requests of these operations, in order."""
+        with self._lock:
+            return [headers for operation, headers in self.sent if operation in names]
+
     def counts(self) -> dict[str, int]:
         """Faults injected so far, by kind (every kind present, zeros included)."""
         with self._lock:
@@ -301,6 +313,8 @@ class FaultProxy:
         key = (method, target, request.get("range") or "")
         with self._lock:
             self.requests += 1
+            operation = operation_of(method, target, copy_source=request.get("x-amz-copy-source"))
+            self.sent.append((operation, {name: request.get(name) or "" for name, _ in request.headers}))
             if self._per_request[key] >= self.max_faults_per_request or self._rng.random() >= self.rate:
                 return None, key
             kinds = [kind for kind in self.kinds if method == "GET" or kind != "truncate"]
@@ -330,6 +344,30 @@ class FaultProxy:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def operation_of(method: str, target: str, *, copy_source: str | None = None) -> str:
+    """The S3 operation of a path-style request (``GetObject``, ``CopyObject``, ...), whichever
+    client sent it; ``method target`` for what it does not name."""
+    path, _, query = target.partition("?")
+    params = {part.split("=", 1)[0] for part in query.split("&") if part}
+    has_key = "/" in path.strip("/")
+    if method == "GET" and not has_key:
+        return "ListObjectsV2" if "list-type" in params else "ListObjects" if not params else f"GET ?{query}"
+    if "uploads" in params:
+        return "CreateMultipartUpload" if method == "POST" else "ListMultipartUploads"
+    if "uploadId" in params:
+        if method == "PUT":
+            return "UploadPartCopy" if copy_source else "UploadPart"
+        return {"POST": "CompleteMultipartUpload", "DELETE": "AbortMultipartUpload"}.get(method, "ListParts")
+    for name in ("tagging", "retention", "legal-hold", "object-lock", "delete"):
+        if name in params:
+            return f"{method} ?{name}"
+    if has_key:
+        if method == "PUT":
+            return "CopyObject" if copy_source else "PutObject"
+        return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, f"{method} object")
+    return f"{method} {path}"
 
 
 def _method_target(request: _Message) -> tuple[str, str]:

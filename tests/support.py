@@ -19,9 +19,13 @@ from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
+
+if TYPE_CHECKING:
+    from tests.faults import FaultProxy
 
 BIN = Path(sys.executable).parent
 REGION = "us-east-1"
@@ -167,6 +171,17 @@ def connection_json_via(server: S3Server, endpoint_url: str, **extra: object) ->
     import dataclasses
 
     return dataclasses.replace(server, endpoint_url=endpoint_url).connection_json(**extra)
+
+
+@contextmanager
+def recorded(server: S3Server, monkeypatch_or_env, conn_id: str, **extra: object) -> Iterator[FaultProxy]:
+    """Connection ``conn_id`` reaches ``server`` through a loopback proxy that records every
+    request (whichever client sends it) and injects no fault; yields the proxy."""
+    from tests.faults import FaultProxy
+
+    with FaultProxy(server.endpoint_url, rate=0.0, seed=1) as proxy:
+        use_connection(monkeypatch_or_env, conn_id, connection_json_via(server, proxy.endpoint_url, **extra))
+        yield proxy
 
 
 # --- what the servers and directories hold, read directly (not through a proxy) -----------------

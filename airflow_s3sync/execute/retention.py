@@ -13,8 +13,7 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.locks import write_lock_change
 from airflow_s3sync.execute.report import Tally
 from airflow_s3sync.execute.runner import Job, JobRunner
-from airflow_s3sync.hooks.backend import is_transient
-from airflow_s3sync.hooks.s3 import S3SyncHook
+from airflow_s3sync.hooks.backend import Backend, ObjectRef, is_transient
 from airflow_s3sync.locations import S3Location
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import Change, ChangeKind, decide_lock
@@ -96,8 +95,8 @@ class RetentionRun:
         *,
         source: S3Location,
         dest: S3Location,
-        source_hook: S3SyncHook,
-        dest_hook: S3SyncHook,
+        source_backend: Backend,
+        dest_backend: Backend,
         keys: Iterable[str] | None,
         options: RetentionOptions,
         key_range: KeyRange | None = None,
@@ -106,8 +105,8 @@ class RetentionRun:
     ) -> None:
         self.source = source
         self.dest = dest
-        self.source_hook = source_hook
-        self.dest_hook = dest_hook
+        self.source_backend = source_backend
+        self.dest_backend = dest_backend
         self.keys = keys
         self.key_range = key_range or KeyRange()
         self.options = options
@@ -124,15 +123,18 @@ class RetentionRun:
 
     def preflight(self) -> None:
         """Both buckets usable, and the destination has Object Lock: before any change."""
-        self.source_hook.check_access(self.source.bucket, self.source.prefix)
-        self.dest_hook.check_access(self.dest.bucket, self.dest.prefix)
-        self.dest_hook.check_object_lock(self.dest.bucket)
+        self.source_backend.check_access(bucket=self.source.bucket, prefix=self.source.prefix)
+        self.dest_backend.check_access(bucket=self.dest.bucket, prefix=self.dest.prefix)
+        self.dest_backend.check_object_lock(bucket=self.dest.bucket)
 
     def _keys(self) -> Iterator[str]:
         if self.keys is not None:
             yield from (key for key in self.keys if key in self.key_range)
             return
-        for entry in self.source_hook.iter_entries(self.source.bucket, self.source.prefix, key_range=self.key_range):
+        listing = self.source_backend.list_entries(
+            bucket=self.source.bucket, prefix=self.source.prefix, key_range=self.key_range
+        )
+        for entry in listing:
             yield entry.key
 
     def run(self) -> RetentionReport:
@@ -174,8 +176,9 @@ class RetentionRun:
 
     def _examine_one(self, key: str) -> None:
         shown = self.dest.display(key)
-        source = self.source_hook.lock_state(self.source.bucket, self.source.object_key(key))
-        dest = self.dest_hook.lock_state(self.dest.bucket, self.dest.object_key(key))
+        dest_ref = ObjectRef(self.dest.bucket, self.dest.object_key(key))
+        source = self.source_backend.lock_state(ref=ObjectRef(self.source.bucket, self.source.object_key(key)))
+        dest = self.dest_backend.lock_state(ref=dest_ref)
         if source is None or dest is None:
             self.report.examined()
             self.report.skipped()
@@ -193,9 +196,7 @@ class RetentionRun:
         prefix = "(dryrun) " if options.dryrun else ""
         for change in decision.changes:
             if not options.dryrun:  # a failure ends this object's writes (a retry decides again)
-                write_lock_change(
-                    self.dest_hook, self.dest.bucket, self.dest.object_key(key), change, version_id=dest.version_id
-                )
+                write_lock_change(self.dest_backend, dest_ref, change, version_id=dest.version_id)
             self.report.applied(change)
             self.log.info("%s%s: %s %s", prefix, change.kind.value, shown, change.describe())
         # Counted once the writes are done, so a retried object is examined once.

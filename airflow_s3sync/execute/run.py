@@ -7,27 +7,28 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from s3transfer.manager import TransferManager
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.checks import ContentChecker
 from airflow_s3sync.execute.deletes import DeleteGate, DeleteQueue
+from airflow_s3sync.execute.followups import Followups
+from airflow_s3sync.execute.kinds import COPY_PROPERTIES, Download, Kind, ServerSideCopy, Stream, Upload
 from airflow_s3sync.execute.prefetch import Prefetch
 from airflow_s3sync.execute.report import SyncReport, format_bytes
 from airflow_s3sync.execute.runner import JobRunner
-from airflow_s3sync.execute.sides import LocalSide, S3Side, side_of
+from airflow_s3sync.execute.sides import LocalSide, S3Side, Side, side_of
 from airflow_s3sync.execute.stale_uploads import abort_stale_uploads
-from airflow_s3sync.execute.transfers import COPY_PROPERTIES, Transfers
+from airflow_s3sync.execute.transfers import Transfers
 from airflow_s3sync.hooks.backend import is_transient
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import LocalLocation, Location
 from airflow_s3sync.plan import Action, ActionKind, CompareMode, Direction, FilterRule, PathFilter, RefuseReason, plan
 from airflow_s3sync.plan.key_range import KeyRange
-from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE, RouteContext
+from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE, RouteContext, TransferKind
 
-#: Request arguments the native client carries itself; with any other, botocore carries the run.
-_NATIVE_ARGS = frozenset({"ContentType"})
 #: Copy arguments that only mean something to a server-side copy; a streamed copy drops them.
 _SERVER_SIDE_ONLY = frozenset({"MetadataDirective", "TaggingDirective"})
 _ALLOWED_EXTRA_ARGS = {
@@ -55,8 +56,21 @@ class SyncOptions:
         (S3 to S3 only).
     :param copy_tags: give each object copied the source's tags also where S3 does not copy
         them itself: multipart and streamed copies (S3 to S3 only).
-    :param max_concurrency: objects transferred at once: the job runner's worker threads
-        (a multipart object's parts also go this many at a time).
+    :param max_concurrency: the run's one concurrency budget: objects transferred at once. What a
+        run costs for it, ``N = max_concurrency`` (as s3transfer's ``TransferConfig`` says it):
+
+        - threads: ``N`` transfer workers; ``N`` checker workers with ``checksum=True`` (lookups
+          and hashing, apart from transfer slots); two listing threads; per S3 side that writes
+          or reads in parts, s3transfer's ``N`` part threads and 5 submission threads; the fast
+          clients' own I/O threads (obstore's runtime, awscrt's event loop: one per core).
+        - connections, per S3 side: botocore's pool holds ``2N + 2``; at most ``N`` requests of
+          each fast client are in flight (one per transfer worker).
+        - memory: an object up to 1 MiB streamed between endpoints is held whole, one per
+          transfer worker (``N`` MiB); a file the native client uploads or downloads is held whole
+          (below the multipart threshold and 16 MiB); a streamed multipart upload queues at most
+          ``max_in_memory_upload_chunks`` (by default ``N``) parts plus 5 being read; the plan
+          holds at most ``2N`` queued actions per worker pool and 8 batches of 500 listed entries
+          per side; deletes wait in a file on disk, not in memory.
     :param copy_cutoff: same-endpoint copies up to this size are one CopyObject; larger ones
         UploadPartCopy parts.
     :param key_range: the shard of keys (relative to both prefixes) this run lists, transfers
@@ -141,9 +155,27 @@ def streamed_upload_args(extra_args: Mapping[str, Any]) -> dict[str, Any]:
     return args
 
 
+def transfer_kinds(
+    direction: Direction, source: Side, dest: Side, *, streamed: bool, options: SyncOptions, followups: Followups
+) -> dict[TransferKind, Kind]:
+    """The units that carry out this run's transfers, each given its sides as it needs them
+    (the direction says which kind of side each is: :func:`direction_of`)."""
+    request = followups.request_args
+    if direction is Direction.UPLOAD:
+        return {TransferKind.UPLOAD: Upload(cast(LocalSide, source), cast(S3Side, dest), request)}
+    if direction is Direction.DOWNLOAD:
+        return {TransferKind.DOWNLOAD: Download(cast(S3Side, source), cast(LocalSide, dest), request, followups)}
+    s3_source, s3_dest = cast(S3Side, source), cast(S3Side, dest)
+    if streamed:
+        stream_args = streamed_upload_args(options.extra_args)
+        return {TransferKind.STREAM: Stream(s3_source, s3_dest, stream_args, options.copy_object_lock, followups)}
+    copy = ServerSideCopy(s3_source, s3_dest, request, followups)
+    return {TransferKind.COPY: copy, TransferKind.PART_COPY: copy}
+
+
 class SyncRun:
     """Syncs ``source`` to ``dest`` the way ``aws s3 sync`` does: wiring of the sides, the
-    plan, routing, the job runner and the delete gate.
+    plan, routing, the checker and transfer workers, and the delete gate.
 
     :param source: where the data comes from.
     :param dest: where it goes.
@@ -167,8 +199,9 @@ class SyncRun:
         check_extra_args(direction, options.extra_args)
         check_copy_options(direction, options.copy_object_lock, options.copy_tags)
         sides = {"follow_symlinks": options.follow_symlinks, "log": log, "key_range": options.key_range}
-        self.source = side_of(source, source_hook, **sides)
-        self.dest = side_of(dest, dest_hook, **sides)
+        self.hooks = {"source": source_hook, "dest": dest_hook}
+        self.source = side_of(source, source_hook.backend if source_hook else None, **sides)
+        self.dest = side_of(dest, dest_hook.backend if dest_hook else None, **sides)
         self.options = options
         self.log = log
         self.report = SyncReport(dryrun=options.dryrun, changed_keys_limit=options.changed_keys_limit)
@@ -176,38 +209,41 @@ class SyncRun:
             self.report.key_range = options.key_range.as_list()
         # Between two endpoints (or two sets of credentials) there is no server-side copy: the
         # bytes stream through this worker.
-        self.streamed = isinstance(self.source, S3Side) and isinstance(self.dest, S3Side)
-        self.streamed = self.streamed and not self.source.backend.same_service_as(self.dest.backend)
-        #: The S3 side whose client moves the bytes (and whose native client may).
-        self.mover = self.source if direction is Direction.DOWNLOAD else self.dest
-        assert isinstance(self.mover, S3Side)
-        context = RouteContext(
-            direction,
-            streamed=self.streamed,
-            copy_cutoff=options.copy_cutoff,
-            multipart_threshold=self.mover.backend.multipart_threshold,
-            copy_object_lock=options.copy_object_lock,
-            copy_tags=options.copy_tags,
-            native=self.mover.backend.native_enabled and self._native_can_carry(options),
+        self.streamed = direction is Direction.COPY and not cast(S3Side, self.source).backend.same_service_as(
+            cast(S3Side, self.dest).backend
         )
-        self.transfers = Transfers(
-            source=self.source,
-            dest=self.dest,
-            context=context,
-            request_args=request_args(direction, options.extra_args),
-            stream_args=streamed_upload_args(options.extra_args) if self.streamed else {},
-            dryrun=options.dryrun,
-            report=self.report,
-            log=log,
+        args = request_args(direction, options.extra_args)
+        self.request_args = streamed_upload_args(options.extra_args) if self.streamed else args
+        # Reading back an object written with a customer key (SSE-C) needs the key again.
+        dest_read_args = {name: value for name, value in args.items() if name.startswith("SSECustomer")}
+        followups = Followups(self.report, log, request_args=args, dest_read_args=dest_read_args)
+        kinds = transfer_kinds(
+            direction, self.source, self.dest, streamed=self.streamed, options=options, followups=followups
         )
-        if self.streamed:
-            self.dest.backend.record_written()
         self.runner = JobRunner(
             workers=options.max_concurrency,
             log=log,
             progress=self._progress_line,
             progress_interval=options.progress_interval,
             transient=is_transient,
+        )
+        # Content checks have workers of their own, so HeadObjects and hashing never hold a
+        # transfer slot (none are needed unless checksum=True).
+        self.checkers = JobRunner(
+            workers=options.max_concurrency if options.mode is CompareMode.CHECKSUM else 0,
+            log=log,
+            transient=is_transient,
+        )
+        self.transfers = Transfers(
+            source=self.source,
+            dest=self.dest,
+            context=self._route_context(),
+            kinds=kinds,
+            checker=ContentChecker(self.source, self.dest, dest_read_args),
+            transfer_runner=self.runner,
+            dryrun=options.dryrun,
+            report=self.report,
+            log=log,
         )
         self._stopping = threading.Event()
         self.delete_gate = DeleteGate(
@@ -219,13 +255,24 @@ class SyncRun:
             stopping=self._stopping,
         )
 
-    def _native_can_carry(self, options: SyncOptions) -> bool:
-        """Whether the native client can carry what this run sends: uploads and downloads with
-        no request arguments but ``ContentType``; streamed copies with none, and no lock or tags
-        to carry (same-endpoint copies are CopyObject, which it cannot send across buckets)."""
-        if self.direction is not Direction.COPY:
-            return set(options.extra_args) <= _NATIVE_ARGS
-        return self.streamed and not (options.extra_args or options.copy_object_lock or options.copy_tags)
+    def _route_context(self) -> RouteContext:
+        """What routing needs to know of the run, with the capabilities of both sides' backends
+        as they are now (the fast backends join them when the run starts)."""
+        options = self.options
+        mover = self.dest if self.direction is not Direction.DOWNLOAD else self.source
+        return RouteContext(
+            self.direction,
+            streamed=self.streamed,
+            copy_cutoff=options.copy_cutoff,
+            multipart_threshold=cast(S3Side, mover).backend.multipart_threshold,
+            copy_object_lock=options.copy_object_lock,
+            copy_tags=options.copy_tags,
+            source=self.source.capabilities,
+            dest=self.dest.capabilities,
+            request_args=frozenset(self.request_args),
+            source_access_point=self.source.is_access_point,
+            dest_access_point=self.dest.is_access_point,
+        )
 
     def stop(self) -> None:
         """Ask the run to stop: no new transfer or delete starts, and the run fails.
@@ -233,24 +280,21 @@ class SyncRun:
         Safe to call from another thread or a signal handler (``on_kill``).
         """
         self._stopping.set()
+        self.checkers.stop()
         self.runner.stop()
 
     def preflight(self) -> None:
-        """Check both sides before anything changes: local source exists, buckets exist and
-        the credentials may use them, a local destination is a directory (created if missing,
-        except in a dry run), Object Lock where ``copy_object_lock`` needs it."""
-        if isinstance(self.source, LocalSide):
-            self.source.check_source()
-        if isinstance(self.dest, LocalSide):
-            self.dest.check_dest(create=False)
-        for side in (self.source, self.dest):
-            if isinstance(side, S3Side):
-                side.check()
+        """Check both sides before anything changes: local sides first (no request), then the
+        buckets exist and the credentials may use them, Object Lock where ``copy_object_lock``
+        needs it; a local destination is created if missing (except in a dry run)."""
+        checks = sorted([(self.source, True), (self.dest, False)], key=lambda check: check[0].remote)
+        for side, as_source in checks:
+            side.check(as_source=as_source)
         if self.options.copy_object_lock:
-            assert isinstance(self.dest, S3Side)
-            self.dest.backend.check_object_lock(self.dest.bucket)
-        if isinstance(self.dest, LocalSide) and not self.options.dryrun:
-            self.dest.check_dest(create=True)
+            dest = cast(S3Side, self.dest)  # check_copy_options: copies only
+            dest.backend.check_object_lock(bucket=dest.bucket)
+        if not self.options.dryrun:
+            self.dest.prepare_as_dest()
 
     def _progress_line(self, done: int, in_flight: int) -> str:
         elapsed = max(self.report.elapsed(), 1e-9)
@@ -260,21 +304,33 @@ class SyncRun:
             f"{format_bytes(transferred)} transferred ({format_bytes(transferred / elapsed)}/s)"
         )
 
+    def _start_backends(self) -> None:
+        """Give each S3 side its fast backends (not in a dry run: it moves nothing), route with
+        their capabilities, and let every SlowDown answer slow both worker pools at once."""
+        for name, side in (("source", self.source), ("dest", self.dest)):
+            hook = self.hooks[name]
+            if hook is None:
+                continue
+            s3_side = cast(S3Side, side)
+            if not self.options.dryrun:
+                s3_side.use_transfer_backends(hook.transfer_backends())
+            for backend in s3_side.backends:
+                backend.listen_for_slowdowns(self._slow_down)
+        self.transfers.context = self._route_context()
+
+    def _slow_down(self) -> None:
+        self.runner.slow_down()
+        self.checkers.slow_down()
+
     def run(self) -> SyncReport:
         """Preflight, plan and execute; raise :class:`S3SyncError` naming what failed."""
         self.preflight()
-        mover = self.mover
-        assert isinstance(mover, S3Side)
-        if not self.options.dryrun:
-            # Created here, once, before worker threads use them (cached_property takes no lock).
-            mover.backend.transfer_manager  # noqa: B018 - created for its side effect
-            if self.transfers.context.native:
-                mover.native = mover.backend.native_backend
+        self._start_backends()
         if self.options.key_range is not None and not self.options.key_range.is_full:
             self.log.info("key range: %s", self.options.key_range.describe())
-        if self.options.abort_incomplete_uploads_after is not None and isinstance(self.dest, S3Side):
+        if self.options.abort_incomplete_uploads_after is not None and self.dest.remote:
             self.report.aborted_uploads, errors = abort_stale_uploads(
-                self.dest,
+                cast(S3Side, self.dest),
                 older_than=self.options.abort_incomplete_uploads_after,
                 now=datetime.now(UTC),
                 dryrun=self.options.dryrun,
@@ -308,17 +364,19 @@ class SyncRun:
         try:
             with DeleteQueue() as deletes:
                 with self.runner:
-                    while not self._stopping.is_set():
-                        try:
-                            action = next(actions)
-                        except StopIteration:
-                            break
-                        except Exception as error:  # noqa: BLE001 - a failed listing stops planning
-                            listing_error = error
-                            self.log.error("listing failed: %s", error)
-                            break
-                        self._handle(action, deletes)
-                self.report.retries, self.report.slowdowns = self.runner.retries, self.runner.slowdowns
+                    with self.checkers:  # closed first: its checks hand transfers to the runner
+                        while not self._stopping.is_set():
+                            try:
+                                action = next(actions)
+                            except StopIteration:
+                                break
+                            except Exception as error:  # noqa: BLE001 - a failed listing stops planning
+                                listing_error = error
+                                self.log.error("listing failed: %s", error)
+                                break
+                            self._handle(action, deletes)
+                self.report.retries = self.runner.retries + self.checkers.retries
+                self.report.slowdowns = self.runner.slowdowns + self.checkers.slowdowns
                 self.delete_gate.pass_through(deletes, self._problems(listing_error))
         finally:
             for listing in listings:
@@ -338,6 +396,9 @@ class SyncRun:
         elif action.kind is ActionKind.TRANSFER and self.options.dryrun:
             self.report.transferred(self.direction, action.key)
             self.log.info("(dryrun) %s: %s", self.direction.value, self.transfers.line(action.key))
+        elif action.kind is ActionKind.VERIFY:
+            self.log.debug("compare %s: %s", action.key, action.reason)
+            self.checkers.submit(self.transfers.check_job(action))
         else:
             self.log.debug("%s %s: %s", self.direction.value, action.key, action.reason)
             self.runner.submit(self.transfers.job(action))
@@ -356,10 +417,10 @@ class SyncRun:
     def _problems(self, listing_error: BaseException | None) -> list[str]:
         """What makes the run unclean besides a stop: a failed listing, local directories that
         could not be read, failed transfers."""
-        local_sides = [side for side in (self.source, self.dest) if isinstance(side, LocalSide)]
-        for side in local_sides:
+        sides = (self.source, self.dest)
+        for side in sides:
             self.report.warned(side.warnings)
-        incomplete = [side.location.path for side in local_sides if not side.complete]
+        incomplete = [side.display() for side in sides if not side.complete]
         problems: list[str] = []
         if listing_error is not None:
             problems.append(f"a listing failed ({listing_error})")
@@ -367,6 +428,6 @@ class SyncRun:
             problems.append(f"directories below {', '.join(incomplete)} could not be read")
         if self.report.failure_count:
             problems.append(self.report.failure_message())
-        elif self.runner.failures:
-            problems.append(f"{self.runner.failures} transfer(s) failed")
+        elif self.runner.failures or self.checkers.failures:
+            problems.append(f"{self.runner.failures + self.checkers.failures} transfer(s) failed")
         return problems

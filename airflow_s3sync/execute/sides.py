@@ -1,18 +1,105 @@
-"""The two sides of a sync: an S3 prefix behind its backends, or a local directory."""
+"""The two sides of a sync behind one protocol: an S3 prefix behind its backends, or a local directory.
+
+The pipeline asks a side what it needs (its listing, its checks, how it shows a key, its deletes,
+the capabilities of its backends); it never asks which kind of side it holds. Only the transfer
+kinds (:mod:`airflow_s3sync.execute.kinds`) take a kind of side, by type, for what only that
+kind has (a file path, an object).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.hooks.backend import Backend, ObjectBackend, ObjectRef
+from airflow_s3sync.hooks.digest import COMPUTABLE_CHECKSUMS, file_digests
 from airflow_s3sync.hooks.local import LocalTree
 from airflow_s3sync.locations import LocalLocation, Location, S3Location
 from airflow_s3sync.plan import Entry
+from airflow_s3sync.plan.capabilities import Capabilities
+from airflow_s3sync.plan.checksum import Digests, local_digest_plan
 from airflow_s3sync.plan.key_range import KeyRange
+
+
+class Side(Protocol):
+    """Where objects live, as the sync pipeline sees it."""
+
+    key_range: KeyRange | None
+
+    @property
+    def remote(self) -> bool:
+        """Whether reaching this side costs requests (checks of local sides come first)."""
+        ...
+
+    @property
+    def location(self) -> Location:
+        """The parsed location string."""
+        ...
+
+    @property
+    def capabilities(self) -> tuple[Capabilities, ...]:
+        """What this side's backends carry, in order of preference (empty for a local side)."""
+        ...
+
+    @property
+    def is_access_point(self) -> bool:
+        """Whether the bucket is an access point ARN."""
+        ...
+
+    def route_key(self, key: str) -> str:
+        """The key a client sends for the compare key ``key`` (the S3 key; the key itself locally)."""
+        ...
+
+    def display(self, key: str = "") -> str:
+        """``key`` as ``aws s3 sync`` prints it."""
+        ...
+
+    def listing(self) -> Iterator[Entry]:
+        """The entries (in the key range), in S3 key order, streamed."""
+        ...
+
+    def check(self, *, as_source: bool) -> None:
+        """Raise a clear error unless the side can serve as the source (or the destination)."""
+        ...
+
+    def prepare_as_dest(self) -> None:
+        """Make the destination ready to be written (a missing local directory is created)."""
+        ...
+
+    @property
+    def complete(self) -> bool:
+        """Whether the listing read everything (nothing may be deleted otherwise)."""
+        ...
+
+    @property
+    def warnings(self) -> int:
+        """Items the listing skipped with a warning."""
+        ...
+
+    def delete(self, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
+        """Delete ``keys``; yield ``(shown, error or None)`` for each."""
+        ...
+
+    @property
+    def reads_digests(self) -> bool:
+        """Whether this side reads what its store knows of a content (S3: one HeadObject);
+        otherwise it computes what the other side offers (a local file is hashed)."""
+        ...
+
+    def content_digests(
+        self, key: str, *, other: Digests | None = None, read_args: Mapping[str, Any] | None = None
+    ) -> Digests | None:
+        """What is known of ``key``'s content, or computed to match ``other``; ``None`` when
+        nothing comparable can be computed."""
+        ...
+
+    def with_part_size(self, key: str, digests: Digests) -> Digests:
+        """``digests`` with the part size of a multipart ETag, where the side can tell."""
+        ...
 
 
 @dataclass
@@ -20,25 +107,48 @@ class S3Side:
     """Objects under an S3 prefix.
 
     :param location: the bucket (or access point) and prefix.
-    :param backend: the full backend (botocore and s3transfer): every call.
-    :param native: the fast backend for single-request uploads and downloads, if enabled.
+    :param backend: the full backend: every call.
     :param key_range: the shard of keys this run lists (``None``: every key).
+    :param backends: the backends that may move data, in order of preference, the full one
+        last (only ``backend`` until :meth:`use_transfer_backends`).
     """
 
     location: S3Location
-    backend: Any
-    native: Any = None
+    backend: Backend
     key_range: KeyRange | None = None
-    is_local = False
+    backends: tuple[ObjectBackend, ...] = field(default=())
+    remote = True
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            self.backends = (self.backend,)
+
+    def use_transfer_backends(self, backends: tuple[ObjectBackend, ...]) -> None:
+        """Move data through ``backends`` (the full backend last)."""
+        self.backends = backends
+
+    @property
+    def capabilities(self) -> tuple[Capabilities, ...]:
+        """What the backends carry, in order of preference."""
+        return tuple(backend.capabilities for backend in self.backends)
 
     @property
     def bucket(self) -> str:
         """The bucket (or access point ARN)."""
         return self.location.bucket
 
-    def object_key(self, key: str) -> str:
+    @property
+    def is_access_point(self) -> bool:
+        """Whether the bucket is an access point ARN."""
+        return self.location.is_access_point
+
+    def route_key(self, key: str) -> str:
         """The S3 key of the compare key ``key``."""
         return self.location.object_key(key)
+
+    def object(self, key: str) -> ObjectRef:
+        """The object of the compare key ``key``."""
+        return ObjectRef(self.location.bucket, self.location.object_key(key))
 
     def display(self, key: str = "") -> str:
         """``s3://bucket/prefix/key``, as ``aws s3 sync`` prints it."""
@@ -46,11 +156,14 @@ class S3Side:
 
     def listing(self) -> Iterator[Entry]:
         """The objects under the prefix (in the key range), in key order (a streaming listing)."""
-        return self.backend.iter_entries(self.bucket, self.location.prefix, key_range=self.key_range)
+        return self.backend.list_entries(bucket=self.bucket, prefix=self.location.prefix, key_range=self.key_range)
 
-    def check(self) -> None:
+    def check(self, *, as_source: bool) -> None:
         """The bucket exists and the credentials may list the prefix."""
-        self.backend.check_access(self.bucket, self.location.prefix)
+        self.backend.check_access(bucket=self.bucket, prefix=self.location.prefix)
+
+    def prepare_as_dest(self) -> None:
+        """Nothing to prepare: a bucket is there or not (:meth:`check`)."""
 
     @property
     def complete(self) -> bool:
@@ -64,9 +177,21 @@ class S3Side:
 
     def delete(self, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
         """Delete ``keys`` (DeleteObjects in batches); yield ``(shown, error or None)``."""
-        object_keys = (self.object_key(key) for key in keys)
-        for object_key, error in self.backend.delete_keys(self.bucket, object_keys):
+        object_keys = (self.location.object_key(key) for key in keys)
+        for object_key, error in self.backend.delete_keys(bucket=self.bucket, keys=object_keys):
             yield f"s3://{self.bucket}/{object_key}", error
+
+    reads_digests = True
+
+    def content_digests(
+        self, key: str, *, other: Digests | None = None, read_args: Mapping[str, Any] | None = None
+    ) -> Digests | None:
+        """One HeadObject: MD5 or multipart ETag, full-object checksums."""
+        return self.backend.digests(ref=self.object(key), read_args=read_args)
+
+    def with_part_size(self, key: str, digests: Digests) -> Digests:
+        """A HeadObject of part 1, when the ETag is multipart."""
+        return self.backend.with_part_size(ref=self.object(key), digests=digests)
 
 
 @dataclass
@@ -76,7 +201,9 @@ class LocalSide:
     location: LocalLocation
     tree: LocalTree
     key_range: KeyRange | None = None
-    is_local = True
+    capabilities: tuple[Capabilities, ...] = ()
+    is_access_point = False
+    remote = False
 
     @classmethod
     def of(
@@ -84,6 +211,10 @@ class LocalSide:
     ) -> LocalSide:
         """The side of ``location``, walking it as ``aws s3 sync`` does."""
         return cls(location, LocalTree(location.path, follow_symlinks=follow_symlinks, log=log), key_range)
+
+    def route_key(self, key: str) -> str:
+        """Local keys are routed as they are."""
+        return key
 
     def display(self, key: str = "") -> str:
         """The path as ``aws s3 sync`` prints it."""
@@ -101,21 +232,25 @@ class LocalSide:
         """The files below the directory (in the key range), in S3 key order (a lazy walk)."""
         return self.tree.iter_entries(key_range=self.key_range)
 
-    def check_source(self) -> None:
-        """The directory exists."""
+    def check(self, *, as_source: bool) -> None:
+        """A source must be an existing directory; a destination a directory or missing."""
         path = self.location.path
-        if not os.path.exists(path):
-            raise S3SyncError(f"The user-provided path {self.location.raw} does not exist.")
-        if not os.path.isdir(path):
-            raise S3SyncError(f"the source {self.location.raw!r} is a file, not a directory: sync copies directories")
-
-    def check_dest(self, *, create: bool) -> None:
-        """The destination is a directory or missing (then created when ``create``)."""
-        path = self.location.path
+        if as_source:
+            if not os.path.exists(path):
+                raise S3SyncError(f"The user-provided path {self.location.raw} does not exist.")
+            if not os.path.isdir(path):
+                raise S3SyncError(
+                    f"the source {self.location.raw!r} is a file, not a directory: sync copies directories"
+                )
+            return
         if os.path.exists(path) and not os.path.isdir(path):
             raise S3SyncError(f"the destination {self.location.raw!r} exists and is not a directory")
-        if create:
-            os.makedirs(path, exist_ok=True)
+
+    def prepare_as_dest(self) -> None:
+        """Create the directory if it is missing; from now on its walk removes what an
+        interrupted download left (:func:`~airflow_s3sync.hooks.local.remove_if_stale`)."""
+        os.makedirs(self.location.path, exist_ok=True)
+        self.tree.remove_stale_temp_files = True
 
     @property
     def complete(self) -> bool:
@@ -137,16 +272,34 @@ class LocalSide:
             else:
                 yield self.display(key), None
 
+    reads_digests = False
 
-Side = S3Side | LocalSide
+    def content_digests(
+        self, key: str, *, other: Digests | None = None, read_args: Mapping[str, Any] | None = None
+    ) -> Digests | None:
+        """Hash the file for the strongest digest ``other`` offers that this machine computes."""
+        if other is None:
+            raise ValueError("a local file is hashed for what the other side offers")
+        digest_plan = local_digest_plan(other, computable=COMPUTABLE_CHECKSUMS)
+        return None if digest_plan.empty else file_digests(self.source_path(key), digest_plan)
+
+    def with_part_size(self, key: str, digests: Digests) -> Digests:
+        """A file has no parts: ``digests`` as they are."""
+        return digests
 
 
 def side_of(
-    location: Location, hook: Any, *, follow_symlinks: bool, log: logging.Logger, key_range: KeyRange | None = None
-) -> Side:
-    """The side of ``location`` (limited to ``key_range``): an S3 prefix needs ``hook``, its backend."""
+    location: Location,
+    backend: Backend | None,
+    *,
+    follow_symlinks: bool,
+    log: logging.Logger,
+    key_range: KeyRange | None = None,
+) -> S3Side | LocalSide:
+    """The side of ``location`` (limited to ``key_range``): an S3 prefix needs its full ``backend``."""
     if isinstance(location, S3Location):
-        if hook is None:
-            raise S3SyncError(f"the S3 location {location.raw!r} needs a hook")
-        return S3Side(location, hook, key_range=key_range)
+        if backend is None:
+            raise S3SyncError(f"the S3 location {location.raw!r} needs a backend")
+        return S3Side(location, backend, key_range=key_range)
+    assert isinstance(location, LocalLocation)
     return LocalSide.of(location, follow_symlinks=follow_symlinks, log=log, key_range=key_range)

@@ -41,13 +41,13 @@ def abort_stale_uploads(
     aborted, errors = 0, []
     prefix = "(dryrun) " if dryrun else ""
     key_range = dest.key_range
-    for upload in dest.backend.incomplete_uploads(dest.bucket, dest.location.prefix):
+    for upload in dest.backend.incomplete_uploads(bucket=dest.bucket, prefix=dest.location.prefix):
         if upload.initiated >= cutoff or (key_range is not None and upload.key not in key_range):
             continue
         shown = dest.display(upload.key)
         if not dryrun:
             try:
-                dest.backend.abort_upload(dest.bucket, dest.object_key(upload.key), upload.upload_id)
+                dest.backend.abort_upload(ref=dest.object(upload.key), upload_id=upload.upload_id)
             except Exception as error:  # noqa: BLE001 - reported; the sync goes on
                 errors.append(f"{shown} (upload {upload.upload_id}): {error}")
                 log.warning("could not abort the upload %s of %s: %s", upload.upload_id, shown, error)

@@ -1,23 +1,42 @@
-"""The transfer-backend seam: what the job runner asks of an S3 client, in project-owned types.
+"""The backend seam: what a sync asks of an S3 client, typed, keyword-only, in project-owned values.
 
-Two backends implement it: :class:`~airflow_s3sync.hooks.s3.S3SyncHook` (botocore and
-s3transfer: every call, every request argument) and
-:class:`~airflow_s3sync.hooks.native.NativeBackend` (obstore: single-request uploads and
-downloads at a fraction of botocore's CPU per object). Routing (:mod:`airflow_s3sync.plan.route`)
-decides which one carries each object.
+:class:`ObjectBackend` is what every client implements: the calls that move one object's data,
+and the :class:`~airflow_s3sync.plan.capabilities.Capabilities` that say which of them it carries
+and for which objects. :class:`Backend` is the full backend every S3 side has (botocore and
+s3transfer, :mod:`airflow_s3sync.hooks.botocore_backend`): every call, plus listings, lookups, Object
+Lock, tags, deletes and multipart housekeeping. The fast clients (:mod:`airflow_s3sync.hooks.native`,
+obstore; :mod:`airflow_s3sync.hooks.crt`, the AWS Common Runtime) carry the hot path where their
+capabilities allow; routing (:mod:`airflow_s3sync.plan.route`) decides, reading capabilities only.
+Objects are addressed as one :class:`ObjectRef`; nothing here returns a botocore response.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 
+from airflow_s3sync.errors import S3RequestError
+from airflow_s3sync.plan.capabilities import Capabilities
+from airflow_s3sync.plan.checksum import Digests
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.key_range import KeyRange
+from airflow_s3sync.plan.lock import LockState, Retention
 
 #: Called with a number of bytes just transferred (negative when a retry starts over).
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One S3 object, addressed as one value: its bucket (or access point ARN) and key."""
+
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,69 +45,233 @@ class Written:
 
     :param size: bytes transferred.
     :param etag: the ETag the server answered, when it did.
-    :param answer: other fields of the server's answer (``ServerSideEncryption``, ``VersionId``, ...).
+    :param md5_etag_possible: whether that ETag can be an MD5 (not with SSE-KMS or SSE-C);
+        ``None`` when the answer does not say (then a check of it asks the server again).
     """
 
     size: int
     etag: str | None = None
-    answer: Mapping[str, Any] = field(default_factory=dict)
+    md5_etag_possible: bool | None = None
 
 
-class TransferBackend(Protocol):
-    """One S3 client behind the calls a sync needs. Every call blocks until done and raises on
-    failure; the job runner supplies the concurrency."""
+@dataclass(frozen=True, slots=True)
+class ObjectHead:
+    """What a HeadObject or GetObject tells of an object.
 
-    def iter_entries(self, bucket: str, prefix: str, *, key_range: KeyRange | None = None) -> Iterator[Entry]:
-        """The objects under ``prefix`` (in ``key_range``), keyed relative to it, in S3's key order."""
-        ...
+    :param size: its size.
+    :param etag: its ETag.
+    :param md5_etag_possible: whether the ETag can be an MD5 (not with SSE-KMS or SSE-C).
+    :param properties: its properties as botocore names them (``ContentType``, ``Expires``,
+        ``Metadata``, ...), only those it has.
+    :param lock: its retention, legal hold and version id.
+    """
 
-    def head_object(self, bucket: str, key: str, *, etag: str | None = None) -> dict[str, Any]:
-        """HeadObject, conditional on ``etag`` when given."""
-        ...
+    size: int
+    etag: str | None
+    md5_etag_possible: bool
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    lock: LockState = field(default_factory=LockState)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectData:
+    """An object read whole: what the read told of it, and its bytes."""
+
+    head: ObjectHead
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One set of credentials, as of now (the secret never shows in a repr)."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Plain settings a fast client is built from, resolved from an Airflow connection by the hook.
+
+    :param endpoint_url: botocore's resolved endpoint (path-style requests go there).
+    :param region: the signing region.
+    :param credentials: returns the credentials as of now (called again as they may expire).
+    :param max_attempts: attempts per request (retries of 5xx, SlowDown, dropped connections).
+    :param max_in_flight: requests in flight at most.
+    :param verify_tls: check the server's certificate.
+    """
+
+    endpoint_url: str
+    region: str
+    credentials: Callable[[], Credentials] = field(repr=False)
+    max_attempts: int = 10
+    max_in_flight: int = 16
+    verify_tls: bool = True
+
+
+class IncompleteUpload(NamedTuple):
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+class ObjectBackend(Protocol):
+    """One S3 client's data calls. Each blocks until done and raises on failure; the job runner
+    supplies the concurrency. A backend is only asked what its :attr:`capabilities` carry."""
+
+    capabilities: Capabilities
 
     def upload_file(
-        self, path: str, bucket: str, key: str, *, size: int, extra_args: Mapping[str, Any], progress: Progress
+        self, *, path: str, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
     ) -> Written:
-        """Write the local file ``path`` to ``bucket``/``key``."""
+        """Write the local file ``path`` to ``dest`` (Content-Type guessed from its name unless given)."""
         ...
 
     def download_file(
         self,
-        bucket: str,
-        key: str,
-        path: str,
         *,
+        source: ObjectRef,
+        path: str,
         size: int,
         etag: str | None,
         extra_args: Mapping[str, Any],
         progress: Progress,
     ) -> Written:
-        """Read ``bucket``/``key`` (conditional on ``etag``) into ``path``, atomically."""
+        """Read ``source`` (conditional on ``etag``) into ``path``, atomically."""
         ...
 
     def copy_object(
+        self, *, source: ObjectRef, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """One server-side CopyObject of ``source`` to ``dest`` (properties and tags go with it)."""
+        ...
+
+    def read_object(self, *, source: ObjectRef, etag: str | None) -> ObjectData:
+        """GetObject of the whole object into memory, conditional on ``etag``."""
+        ...
+
+    def write_object(
+        self, *, dest: ObjectRef, data: bytes, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """PutObject of ``data`` with ``extra_args`` (properties, lock, tags, ...)."""
+        ...
+
+    def listen_for_slowdowns(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on every SlowDown answer, also those the client retries by itself."""
+        ...
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Finish (or, with ``cancel``, abandon) what is in flight; no new call starts."""
+        ...
+
+
+class Backend(ObjectBackend, Protocol):
+    """The full backend of an S3 side: every call a sync and a retention run make."""
+
+    @property
+    def multipart_threshold(self) -> int:
+        """The size from which writes go in parts."""
+        ...
+
+    def describe(self) -> str:
+        """Where requests go, for error messages (never credentials)."""
+        ...
+
+    def same_service_as(self, other: Backend) -> bool:
+        """Whether one of the two can copy server-side between their buckets."""
+        ...
+
+    def check_access(self, *, bucket: str, prefix: str) -> None:
+        """Raise a clear error unless ``bucket`` exists and ``prefix`` may be listed."""
+        ...
+
+    def check_object_lock(self, *, bucket: str) -> None:
+        """Raise a clear error unless ``bucket`` has Object Lock enabled."""
+        ...
+
+    def list_entries(self, *, bucket: str, prefix: str, key_range: KeyRange | None = None) -> Iterator[Entry]:
+        """The objects under ``prefix`` (in ``key_range``), keyed relative to it, in S3's key order."""
+        ...
+
+    def list_page(self, *, bucket: str, prefix: str, start_after: str | None = None) -> tuple[list[str], bool]:
+        """One listing page's keys (relative to ``prefix``) after ``start_after``, and whether more follow."""
+        ...
+
+    def head_object(self, *, ref: ObjectRef, etag: str | None = None) -> ObjectHead:
+        """HeadObject, conditional on ``etag``."""
+        ...
+
+    def open_object(self, *, source: ObjectRef, etag: str | None) -> tuple[ObjectHead, Any]:
+        """What a HeadObject tells, and a read-once file object whose GetObject (conditional on
+        the ETag) opens on the first read."""
+        ...
+
+    def write_stream(
+        self, *, dest: ObjectRef, stream: Any, size: int, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """Write what ``stream`` yields (read once, front to back; parts above the threshold)."""
+        ...
+
+    def copy_in_parts(
         self,
-        source: tuple[str, str],
-        bucket: str,
-        key: str,
         *,
+        source: ObjectRef,
+        dest: ObjectRef,
         size: int,
-        in_parts: bool,
-        source_backend: TransferBackend,
+        source_backend: Backend,
         extra_args: Mapping[str, Any],
         progress: Progress,
     ) -> Written:
-        """Copy server-side: one CopyObject, or UploadPartCopy parts when ``in_parts``."""
+        """A server-side multipart copy (UploadPartCopy)."""
         ...
 
-    def upload_stream(
-        self, stream: Any, bucket: str, key: str, *, size: int, extra_args: Mapping[str, Any], progress: Progress
-    ) -> Written:
-        """Write what the file object ``stream`` yields (read once, front to back)."""
+    def part_size_for(self, size: int) -> int | None:
+        """The part size a write of ``size`` bytes uses (``None`` below the threshold)."""
         ...
 
-    def delete_keys(self, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
+    def digests(self, *, ref: ObjectRef, read_args: Mapping[str, Any] | None = None) -> Digests:
+        """What a HeadObject tells of the content: MD5 or multipart ETag, full-object checksums."""
+        ...
+
+    def with_part_size(self, *, ref: ObjectRef, digests: Digests) -> Digests:
+        """``digests`` with the part size of its multipart ETag, when the server tells."""
+        ...
+
+    def lock_state(self, *, ref: ObjectRef, read_args: Mapping[str, Any] | None = None) -> LockState | None:
+        """The current version's retention and legal hold, or ``None`` when it does not exist."""
+        ...
+
+    def put_retention(
+        self, *, ref: ObjectRef, retention: Retention, version_id: str | None, bypass_governance: bool = False
+    ) -> None:
+        """PutObjectRetention."""
+        ...
+
+    def put_legal_hold(self, *, ref: ObjectRef, on: bool, version_id: str | None) -> None:
+        """PutObjectLegalHold."""
+        ...
+
+    def object_tags(self, *, ref: ObjectRef) -> list[dict[str, str]]:
+        """GetObjectTagging."""
+        ...
+
+    def put_tags(self, *, ref: ObjectRef, tags: list[dict[str, str]]) -> None:
+        """PutObjectTagging."""
+        ...
+
+    def delete_keys(self, *, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:
         """Delete ``keys``; yield ``(key, error or None)`` for each."""
+        ...
+
+    def incomplete_uploads(self, *, bucket: str, prefix: str) -> Iterator[IncompleteUpload]:
+        """The multipart uploads under ``prefix`` never completed nor aborted (keys relative to it)."""
+        ...
+
+    def abort_upload(self, *, ref: ObjectRef, upload_id: str) -> None:
+        """AbortMultipartUpload."""
         ...
 
 
@@ -105,6 +288,8 @@ def is_transient(error: BaseException) -> bool:
     from s3transfer.exceptions import RetriesExceededError
     from urllib3.exceptions import HTTPError as Urllib3Error
 
+    if isinstance(error, S3RequestError):
+        return error.status == 0 or error.status >= 500 or error.code in _TRANSIENT_CODES
     if isinstance(error, ClientError):
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         return status >= 500 or str(error.response.get("Error", {}).get("Code", "")) in _TRANSIENT_CODES
@@ -138,6 +323,8 @@ def is_throttle(error: BaseException) -> bool:
     then fewer objects should be in flight, not only retried later."""
     from botocore.exceptions import ClientError
 
+    if isinstance(error, S3RequestError):
+        return error.status == 429 or error.code in THROTTLE_CODES
     if isinstance(error, ClientError):
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         return status == 429 or str(error.response.get("Error", {}).get("Code", "")) in THROTTLE_CODES

@@ -2,72 +2,73 @@
 
 obstore's sync calls release the GIL while they wait, so the job runner's threads scale where
 botocore's 1.5-2.6 ms of Python CPU per request does not (``shared/research/s3-client-speed.md``).
-It carries only what it can carry exactly; routing sends everything else to botocore: keys it
-would rewrite (:func:`airflow_s3sync.plan.route.native_key`), objects at or above the multipart
-threshold, access points, and runs with request arguments.
+Its :data:`CAPABILITIES` say what it carries exactly; routing sends everything else elsewhere:
+keys it would rewrite, objects of the multipart threshold or more, access points, request
+arguments other than ``ContentType``, lock headers and tags.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import threading
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_s3sync.errors import S3SyncError
-from airflow_s3sync.hooks.backend import Progress, Written
+from airflow_s3sync.hooks.backend import ClientSettings, ObjectData, ObjectRef, Progress, Written
 from airflow_s3sync.hooks.local import AtomicFile
+from airflow_s3sync.plan.capabilities import Capabilities, KeyRule, Operation
 
-if TYPE_CHECKING:
-    from airflow_s3sync.hooks.s3 import S3SyncHook
-
-#: The connection extra that turns the native client off (``{"native_client": false}``).
-NATIVE_CLIENT_EXTRA = "native_client"
-#: Environment variables obstore reads and botocore does not, which would make the two clients
-#: write differently (encryption, signing, payer, checksums): with any set, botocore carries all.
-OBSTORE_ONLY_ENVIRONMENT = (
-    "AWS_SERVER_SIDE_ENCRYPTION",
-    "AWS_SSE_KMS_KEY_ID",
-    "AWS_SSE_BUCKET_KEY_ENABLED",
-    "AWS_SSE_CUSTOMER_KEY_BASE64",
-    "AWS_SKIP_SIGNATURE",
-    "AWS_REQUEST_PAYER",
-    "AWS_UNSIGNED_PAYLOAD",
-    "AWS_CHECKSUM_ALGORITHM",
-    "AWS_S3_EXPRESS",
-    "AWS_CONDITIONAL_PUT",
-    "AWS_COPY_IF_NOT_EXISTS",
-    "AWS_DISABLE_TAGGING",
+#: Object properties it writes, and the attribute names it writes them under (not ``Expires``).
+_ATTRIBUTES = {
+    "CacheControl": "Cache-Control",
+    "ContentDisposition": "Content-Disposition",
+    "ContentEncoding": "Content-Encoding",
+    "ContentLanguage": "Content-Language",
+    "ContentType": "Content-Type",
+}
+#: The native client holds an object whole in memory: never a larger one (whatever the
+#: multipart threshold), so memory stays within max_concurrency x this.
+NATIVE_MAX_SIZE = 16 * 1024 * 1024
+#: What obstore carries exactly.
+CAPABILITIES = Capabilities(
+    "obstore",
+    operations=frozenset({Operation.UPLOAD_FILE, Operation.DOWNLOAD_FILE, Operation.WRITE_WHOLE}),
+    keys=KeyRule.PLAIN,  # it rewrites dir/ to dir and /x to x, and rejects . and .. segments
+    max_size=NATIVE_MAX_SIZE - 1,
+    request_args=frozenset({"ContentType"}),
+    properties=frozenset({*_ATTRIBUTES, "Metadata"}),
+    # it takes user metadata named like an attribute for that attribute (ignoring case and hyphens)
+    reserved_metadata=frozenset(name.lower().replace("-", "") for name in _ATTRIBUTES.values()),
 )
 
 
 class NativeBackend:
-    """Uploads and downloads through obstore, configured from an :class:`S3SyncHook`'s Airflow
-    connection: its endpoint, region, addressing style and credentials (taken from the hook's
-    boto3 session, so assume-role, profiles and session tokens keep working).
-
-    :param hook: the botocore side of the same connection.
-    :param max_attempts: attempts per request (obstore retries 5xx, dropped connections and
-        timeouts with exponential backoff).
+    """Uploads, downloads and small writes through obstore, built from plain
+    :class:`~airflow_s3sync.hooks.backend.ClientSettings`: botocore's resolved endpoint, the
+    region, path-style addressing and credentials fetched again every 5 minutes (so assume-role,
+    profiles and session tokens keep working).
     """
 
-    def __init__(self, hook: S3SyncHook, *, max_attempts: int) -> None:
-        from obstore.auth.boto3 import Boto3CredentialProvider
+    capabilities = CAPABILITIES
 
-        self._hook = hook
-        # botocore's own endpoint, always given: obstore would otherwise take AWS_ENDPOINT from
-        # the environment, which botocore ignores.
-        self._endpoint = hook.conn.meta.endpoint_url
-        self._region = hook.conn_region_name
-        # Fetched again every 5 minutes: refreshable credentials (assume-role) may live 15.
-        self._credentials = Boto3CredentialProvider(
-            hook.get_session(region_name=self._region), ttl=timedelta(minutes=5)
-        )
-        self._max_retries = max(max_attempts - 1, 0)
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._max_retries = max(settings.max_attempts - 1, 0)
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    def _credentials(self) -> dict[str, Any]:
+        # Fetched again every 5 minutes: refreshable credentials (assume-role) may live 15.
+        credentials = self._settings.credentials()
+        return {
+            "access_key_id": credentials.access_key,
+            "secret_access_key": credentials.secret_key,
+            "token": credentials.token,
+            "expires_at": datetime.now(UTC) + timedelta(minutes=5),
+        }
 
     def _store(self, bucket: str) -> Any:
         with self._lock:
@@ -80,10 +81,11 @@ class NativeBackend:
         from obstore.store import S3Store
 
         # Path style on botocore's endpoint (S3 answers it for every bucket name, dotted ones
-        # included); a connection that asks for virtual hosts keeps to botocore (native_enabled).
+        # included), always given: obstore would otherwise take AWS_ENDPOINT from the
+        # environment, which botocore ignores.
         config: dict[str, Any] = {
-            "region": self._region,
-            "endpoint": self._endpoint,
+            "region": self._settings.region,
+            "endpoint": self._settings.endpoint_url,
             "virtual_hosted_style_request": False,
             # An integrity header on every PutObject, as botocore sends: S3 requires one where
             # a bucket's default Object Lock retention applies.
@@ -98,40 +100,43 @@ class NativeBackend:
                 "retry_timeout": timedelta(minutes=3),
                 "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=15)},
             },
-            credential_provider=self._credentials,
+            credential_provider=self._credentials,  # type: ignore[arg-type]
         )
 
     def upload_file(
-        self, path: str, bucket: str, key: str, *, size: int, extra_args: Mapping[str, Any], progress: Progress
+        self, *, path: str, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
     ) -> Written:
         """PutObject of the whole file in one request, ``Content-Type`` guessed from its name
         as ``aws s3 sync`` does (or from ``extra_args``)."""
         content_type = extra_args.get("ContentType") or mimetypes.guess_type(path)[0]
         attributes = {"Content-Type": content_type} if content_type else {}
-        return self._put(Path(path), size, bucket, key, attributes=attributes, progress=progress)
+        return self._put(Path(path), size, dest, attributes=attributes, progress=progress)
 
-    def upload_bytes(
-        self, data: bytes, bucket: str, key: str, *, attributes: Mapping[str, str], progress: Progress
+    def write_object(
+        self, *, dest: ObjectRef, data: bytes, extra_args: Mapping[str, Any], progress: Progress
     ) -> Written:
-        """PutObject of ``data`` in one request, with ``attributes`` (``Content-Type``,
-        ``Cache-Control``, ..., other names are user metadata)."""
-        return self._put(data, len(data), bucket, key, attributes=attributes, progress=progress)
+        """PutObject of ``data`` in one request, its properties as attributes and its metadata
+        as user metadata. Whether the ETag is an MD5 the answer does not say."""
+        attributes = {_ATTRIBUTES[name]: value for name, value in extra_args.items() if name in _ATTRIBUTES}
+        attributes.update(extra_args.get("Metadata", {}))
+        return self._put(data, len(data), dest, attributes=attributes, progress=progress)
 
     def _put(
-        self, body: Path | bytes, size: int, bucket: str, key: str, *, attributes: Mapping[str, str], progress: Progress
+        self, body: Path | bytes, size: int, dest: ObjectRef, *, attributes: Mapping[str, str], progress: Progress
     ) -> Written:
         import obstore
 
-        result = obstore.put(self._store(bucket), key, body, attributes=dict(attributes) or None, use_multipart=False)
+        result = obstore.put(
+            self._store(dest.bucket), dest.key, body, attributes=dict(attributes) or None, use_multipart=False
+        )
         progress(size)
         return Written(size, etag=result.get("e_tag"))
 
     def download_file(
         self,
-        bucket: str,
-        key: str,
-        path: str,
         *,
+        source: ObjectRef,
+        path: str,
         size: int,
         etag: str | None,
         extra_args: Mapping[str, Any],
@@ -144,17 +149,32 @@ class NativeBackend:
 
         options: dict[str, Any] = {"if_match": etag} if etag else {}
         try:
-            result = obstore.get(self._store(bucket), key, options=options)  # type: ignore[arg-type]
+            result = obstore.get(self._store(source.bucket), source.key, options=options)  # type: ignore[arg-type]
             data = result.bytes()
         except PreconditionError as error:
-            raise S3SyncError(
-                f"s3://{bucket}/{key} did not match expected ETag {etag}: it changed since it was listed"
-            ) from error
+            raise S3SyncError(f"{source} did not match expected ETag {etag}: it changed since it was listed") from error
         expected = result.meta["size"]
         if len(data) != expected:
-            raise S3SyncError(f"s3://{bucket}/{key}: read {len(data)} bytes, the server announced {expected}")
+            raise S3SyncError(f"{source}: read {len(data)} bytes, the server announced {expected}")
         with AtomicFile(path) as temp:
             temp.file.write(data)
             temp.commit()
         progress(len(data))
         return Written(len(data), etag=result.meta.get("e_tag"))
+
+    def copy_object(
+        self, *, source: ObjectRef, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """Not carried (obstore copies within one bucket only): routing never asks."""
+        raise NotImplementedError("obstore does not copy between buckets")
+
+    def read_object(self, *, source: ObjectRef, etag: str | None) -> ObjectData:
+        """Not carried (its answers lack most properties): routing never asks."""
+        raise NotImplementedError("obstore's GetObject does not return the object's properties")
+
+    def listen_for_slowdowns(self, listener: Callable[[], None]) -> None:
+        """obstore retries a SlowDown by itself and tells nobody; one it gives up on fails the
+        job, and the job runner hears it then (:func:`~airflow_s3sync.hooks.backend.is_throttle`)."""
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Nothing to finish: every call blocks until done."""

@@ -112,14 +112,14 @@ class S3KeyRangesOperator(BaseOperator):
     def execute(self, context: Mapping[str, Any]) -> list[list[str | None]]:
         """Sample the keyspace; return the ranges (the ``return_value`` XCom)."""
         location, shards = self._location(), self._shards()
-        hook = self.hook
-        hook.check_access(location.bucket, location.prefix)
+        backend = self.hook.backend
+        backend.check_access(bucket=location.bucket, prefix=location.prefix)
         probes = 0
 
         def probe(start_after: str | None) -> tuple[list[str], bool]:
             nonlocal probes
             probes += 1
-            return hook.list_page(location.bucket, location.prefix, start_after=start_after)
+            return backend.list_page(bucket=location.bucket, prefix=location.prefix, start_after=start_after)
 
         max_probes = self.max_probes or default_max_probes(shards)
         ranges = plan_key_ranges(probe, shards, max_probes=max_probes)

@@ -156,8 +156,8 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
         run = self._run = RetentionRun(
             source=source,
             dest=dest,
-            source_hook=self.source_hook,
-            dest_hook=self.dest_hook,
+            source_backend=self.source_hook.backend,
+            dest_backend=self.dest_hook.backend,
             keys=keys,
             key_range=key_range,
             options=options,

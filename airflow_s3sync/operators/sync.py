@@ -250,7 +250,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         for name in ("source_hook", "dest_hook"):
             hook = self.__dict__.get(name)
             if hook is not None:
-                hook.close(cancel=cancel)
+                hook.close_backends(cancel=cancel)
 
     def on_kill(self) -> None:
         """Stop the run when the task is killed: nothing new starts, in-flight transfers are

@@ -147,3 +147,15 @@ def _strength(name: str) -> int:
     """Lower is stronger: cryptographic hashes, then MD5-based ETags, then CRCs."""
     order = ("SHA256", "SHA1", "MD5", "multipart ETag", "CRC64NVME", "CRC32C", "CRC32")
     return next((rank for rank, prefix in enumerate(order) if name.startswith(prefix)), len(order))
+
+
+def wants_part_size(remote: Digests, *, computable: Iterable[str]) -> bool:
+    """Whether a local file is best compared with ``remote`` once the part size of its
+    multipart ETag is known: nothing stronger is offered, and the ETag is multipart."""
+    return remote.multipart_etag is not None and not local_digest_plan(remote, computable=computable).strong
+
+
+def wants_part_sizes(verdict: Verdict, a: Digests, b: Digests) -> bool:
+    """Whether two objects that could not be compared can be once their part sizes are known:
+    both have multipart ETags of as many parts."""
+    return verdict is Verdict.UNKNOWN and bool(a.multipart_etag and b.multipart_etag) and a.parts == b.parts

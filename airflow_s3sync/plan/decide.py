@@ -7,8 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from airflow_s3sync.plan.checksum import parse_etag
-from airflow_s3sync.plan.compare import CompareMode, Direction, needs_transfer
+from airflow_s3sync.plan.compare import CompareMode, Direction, Outcome, compare
 from airflow_s3sync.plan.entries import Entry, Pair
 from airflow_s3sync.plan.filters import PathFilter
 from airflow_s3sync.plan.merge import merge
@@ -127,13 +126,11 @@ def plan(
         kind = ActionKind.TRANSFER
         if pair.dst is None:
             transfer, reason = True, "only at the source"
-        elif mode is CompareMode.CHECKSUM and pair.src.size == pair.dst.size:
-            if pair.src.etag == pair.dst.etag and parse_etag(pair.src.etag) != (None, None):
-                transfer, reason = False, "same size and ETag"
-            else:
-                transfer, reason, kind = True, "same size: compare content", ActionKind.VERIFY
         else:
-            transfer, reason = needs_transfer(pair.src, pair.dst, direction=direction, mode=mode)
+            outcome, reason = compare(pair.src, pair.dst, direction=direction, mode=mode)
+            transfer = outcome is not Outcome.SKIP
+            if outcome is Outcome.CHECK_CONTENT:
+                kind = ActionKind.VERIFY
         if not transfer:
             yield Action(ActionKind.SKIP, pair, reason)
             continue

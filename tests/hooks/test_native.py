@@ -8,10 +8,18 @@ import os
 import pytest
 
 from airflow_s3sync import S3SyncHook, S3SyncOperator
+from airflow_s3sync.hooks.backend import ObjectRef
+from airflow_s3sync.hooks.native import NativeBackend
 from tests.conftest import new_bucket, write
 from tests.support import use_connection
 
 KEYS = ["a.txt", "sub/b.csv", "sp ace.txt", "pct%20.txt", "hash#.txt", "ünï/çødé.txt", "star*.txt", "q?.txt"]
+
+
+def native(hook: S3SyncHook) -> NativeBackend:
+    """The hook's native (obstore) backend."""
+    (backend,) = [backend for backend in hook.transfer_backends() if isinstance(backend, NativeBackend)]
+    return backend
 
 
 def botocore_calls(hook, operation: str) -> list[dict]:
@@ -56,8 +64,8 @@ def test_the_native_client_signs_with_the_connections_credentials(rclone, monkey
     write(tmp_path / "a.txt", "x")
 
     def upload(conn_id: str, key: str) -> None:
-        S3SyncHook(conn_id).native_backend.upload_file(
-            str(tmp_path / "a.txt"), bucket, key, size=1, extra_args={}, progress=lambda n: None
+        native(S3SyncHook(conn_id)).upload_file(
+            path=str(tmp_path / "a.txt"), dest=ObjectRef(bucket, key), size=1, extra_args={}, progress=lambda n: None
         )
 
     upload("aws_default", "a.txt")
@@ -95,13 +103,15 @@ def test_the_native_client_is_left_out_where_the_connection_asks_for_what_only_b
     moto, monkeypatch, extra, enabled
 ):
     use_connection(monkeypatch, "aws_default", moto.connection_json(**extra))
-    assert S3SyncHook().native_enabled is enabled
+    assert S3SyncHook().fast_clients_enabled is enabled
+    names = [backend.capabilities.name for backend in S3SyncHook().transfer_backends()]
+    assert names[-1] == "botocore" and ("obstore" in names) is enabled
 
 
 def test_the_native_client_is_left_out_when_the_environment_sets_what_only_it_reads(moto, monkeypatch):
     use_connection(monkeypatch, "aws_default", moto.connection_json())
     monkeypatch.setenv("AWS_SERVER_SIDE_ENCRYPTION", "aws:kms")  # obstore would encrypt, botocore not
-    assert S3SyncHook().native_enabled is False
+    assert S3SyncHook().fast_clients_enabled is False
 
 
 def test_the_native_client_goes_where_botocore_goes_whatever_aws_endpoint_says(moto, monkeypatch, tmp_path):
@@ -115,11 +125,15 @@ def test_the_native_client_goes_where_botocore_goes_whatever_aws_endpoint_says(m
     bucket = new_bucket(moto)
     write(tmp_path / "a.txt", "x")
     hook = S3SyncHook()
-    assert hook.native_enabled and "amazonaws.com" in hook.conn.meta.endpoint_url
+    assert hook.fast_clients_enabled and "amazonaws.com" in hook.conn.meta.endpoint_url
 
     with pytest.raises(Exception, match=r"amazonaws\.com"):
-        hook.native_backend.upload_file(
-            str(tmp_path / "a.txt"), bucket, "a.txt", size=1, extra_args={}, progress=lambda n: None
+        native(hook).upload_file(
+            path=str(tmp_path / "a.txt"),
+            dest=ObjectRef(bucket, "a.txt"),
+            size=1,
+            extra_args={},
+            progress=lambda n: None,
         )
     assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 

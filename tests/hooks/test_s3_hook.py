@@ -15,7 +15,7 @@ def test_listing_is_paged_relative_and_skips_directory_markers(moto_default):
     hook = S3SyncHook(page_size=2)
     hook.conn.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
 
-    entries = list(hook.iter_entries(bucket, "pre/"))
+    entries = list(hook.backend.list_entries(bucket=bucket, prefix="pre/"))
 
     assert [e.key for e in entries] == ["a", "c/d", "e", "f/", "g"]  # the zero-byte "b/" marker is dropped
     assert len(calls) == 3  # six objects under the prefix, two a page
@@ -30,7 +30,7 @@ def test_listing_is_a_generator(moto_default):
     calls = []
     hook = S3SyncHook(page_size=1)
     hook.conn.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
-    listing = hook.iter_entries(bucket, "")
+    listing = hook.backend.list_entries(bucket=bucket, prefix="")
     assert next(listing).key == "k0"
     assert len(calls) == 1  # only the first page was fetched
 
@@ -47,7 +47,7 @@ def test_delete_keys_batches_a_thousand_per_request(moto_default):
         "before-parameter-build.s3.DeleteObjects", lambda params, **kw: calls.append(len(params["Delete"]["Objects"]))
     )
 
-    results = list(hook.delete_keys(bucket, iter(keys)))
+    results = list(hook.backend.delete_keys(bucket=bucket, keys=iter(keys)))
 
     assert calls == [1000, 1]
     assert sorted(k for k, error in results if error is None) == keys
@@ -60,14 +60,14 @@ def test_connection_pool_fits_the_concurrency(moto_default):
 
 def test_missing_bucket_is_a_clear_error(aws_default):
     with pytest.raises(S3SyncError, match=r"bucket 'no-such-bucket-here' does not exist at http://127\.0\.0\.1"):
-        S3SyncHook().check_access("no-such-bucket-here")
+        S3SyncHook().backend.check_access(bucket="no-such-bucket-here", prefix="")
 
 
 def test_wrong_credentials_are_a_clear_error(rclone, monkeypatch):
     bucket = new_bucket(rclone)
     use_connection(monkeypatch, "aws_default", rclone.connection_json(secret_key="not-the-secret"))
     with pytest.raises(S3SyncError, match=r"denied.*check the connection's credentials") as raised:
-        S3SyncHook().check_access(bucket, "some/prefix/")
+        S3SyncHook().backend.check_access(bucket=bucket, prefix="some/prefix/")
     assert "not-the-secret" not in str(raised.value)
 
 
@@ -127,7 +127,7 @@ def test_a_key_that_breaks_a_delete_batch_is_deleted_on_its_own(moto_default):
         "provide-client-params.s3.DeleteObjects", lambda params, **kw: batches.append(len(params["Delete"]["Objects"]))
     )
 
-    results = dict(hook.delete_keys(bucket, keys))
+    results = dict(hook.backend.delete_keys(bucket=bucket, keys=keys))
 
     assert results == dict.fromkeys(keys)  # every key deleted, none failed
     assert single == ["bad\x01key"] and batches == [2]  # only that key alone, from the start

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +17,7 @@ from airflow_s3sync import S3SyncOperator
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks.digest import ContentHasher
 from tests.conftest import new_bucket
-from tests.support import S3Server, use_connection
+from tests.support import S3Server, recorded, use_connection
 
 MIB = 1024 * 1024
 PROPERTIES = {
@@ -164,15 +166,13 @@ def test_same_endpoint_multipart_copy_runs_server_side_in_parts(moto, monkeypatc
             "s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB, "multipart_chunksize": 5 * MIB}}
         }
     }
-    use_connection(monkeypatch, "aws_default", moto.connection_json(**conn))
     src, dst = new_bucket(moto), new_bucket(moto)
     data = os.urandom(12 * MIB)
     moto.client().put_object(Bucket=src, Key="big", Body=data, ContentType="application/x-parquet")
-    operator = S3SyncOperator(task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}", copy_cutoff=10 * MIB)
-    part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
-    reads = requests_of(operator.source_hook, "GetObject")
-    assert operator.execute({})["copied"] == 1
-    assert len(part_copies) == 3 and reads == []
+    with recorded(moto, monkeypatch, "aws_default", **conn) as proxy:
+        operator = S3SyncOperator(task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}", copy_cutoff=10 * MIB)
+        assert operator.execute({})["copied"] == 1
+    assert proxy.operations("UploadPartCopy", "UploadPart", "GetObject", "PutObject") == ["UploadPartCopy"] * 3
     written = moto.client().get_object(Bucket=dst, Key="big")
     assert written["ETag"].strip('"').endswith("-3")
     assert written["ContentType"] == "application/x-parquet"
@@ -220,21 +220,23 @@ def test_tags_are_an_opt_in_for_streamed_and_multipart_copies(moto, monkeypatch,
         assert tags == (tagged if copy_tags else []), dest_conn
 
 
-def test_a_streamed_write_verifies_from_its_own_answer_without_another_request(endpoints):
-    src, dst = new_bucket(endpoints["rclone"]), new_bucket(endpoints["moto"])
-    endpoints["rclone"].client().put_object(Bucket=src, Key="k", Body=b"small")
-    operator = S3SyncOperator(
-        task_id="sync",
-        source=f"s3://{src}",
-        dest=f"s3://{dst}",
-        source_aws_conn_id="s3_rclone",
-        dest_aws_conn_id="s3_moto",
-    )
-    source_heads = requests_of(operator.source_hook, "HeadObject")
-    source_reads = requests_of(operator.source_hook, "GetObject")
-    dest_heads = requests_of(operator.dest_hook, "HeadObject")
-    assert operator.execute({})["copied"] == 1
-    assert (len(source_heads), len(source_reads), len(dest_heads)) == (0, 1, 0)  # one GetObject, one PutObject
+def test_a_streamed_write_verifies_from_its_own_answer_without_another_request(moto, rclone, monkeypatch):
+    """Counted on the wire (every client's requests): a small object is one GetObject at the
+    source and one PutObject at the destination, verified from the PutObject's answer."""
+    src, dst = new_bucket(rclone), new_bucket(moto)
+    rclone.client().put_object(Bucket=src, Key="k", Body=b"small")
+    with recorded(rclone, monkeypatch, "s3_rclone") as source, recorded(moto, monkeypatch, "s3_moto") as dest:
+        operator = S3SyncOperator(
+            task_id="sync",
+            source=f"s3://{src}",
+            dest=f"s3://{dst}",
+            source_aws_conn_id="s3_rclone",
+            dest_aws_conn_id="s3_moto",
+        )
+        assert operator.execute({})["copied"] == 1
+    assert source.operations("GetObject", "HeadObject") == ["GetObject"]
+    assert dest.operations("PutObject", "HeadObject", "GetObject") == ["PutObject"]
+    assert moto.client().get_object(Bucket=dst, Key="k")["Body"].read() == b"small"
 
 
 def test_objects_written_with_a_customer_key_are_read_back_with_it(endpoints):
@@ -271,15 +273,11 @@ def test_same_endpoint_copies_are_one_copy_object_up_to_the_cutoff_even_on_rclon
     objects = {"big.bin": os.urandom(20 * MIB), **{f"small/{n}.txt": os.urandom(100 * n + 1) for n in range(5)}}
     for key, data in objects.items():
         client.put_object(Bucket=src, Key=key, Body=data)
-    operator = S3SyncOperator(task_id="sync", source=f"s3://{src}/", dest=f"s3://{dst}/")
-    copies = requests_of(operator.dest_hook, "CopyObject")
-    part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
-    reads = requests_of(operator.source_hook, "GetObject")
-
-    summary = operator.execute({})
+    with recorded(rclone, monkeypatch, "aws_default") as proxy:
+        summary = S3SyncOperator(task_id="sync", source=f"s3://{src}/", dest=f"s3://{dst}/").execute({})
 
     assert (summary["copied"], summary["failed"]) == (len(objects), 0)
-    assert (len(copies), part_copies, reads) == (len(objects), [], [])
+    assert proxy.operations("CopyObject", "UploadPartCopy", "GetObject") == ["CopyObject"] * len(objects)
     for key, data in objects.items():
         assert client.get_object(Bucket=dst, Key=key)["Body"].read() == data, key
 
@@ -298,3 +296,46 @@ def test_a_part_copy_answered_without_an_etag_is_a_clear_error(rclone, monkeypat
     assert "raise copy_cutoff" in message
     assert "'ETag'" not in message
     assert rclone.client().list_objects_v2(Bucket=dst).get("KeyCount", 0) == 0
+
+
+def client_of(headers: dict[str, str]) -> str:
+    """Which client sent a request, by its User-Agent."""
+    agent = headers.get("user-agent", "")
+    return "awscrt" if agent.startswith("CRTS3NativeClient") else "botocore" if "Botocore/" in agent else agent
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-clients", "native_client-false"])
+def test_same_endpoint_copies_go_through_the_crt_client_unless_the_connection_says_no(moto, monkeypatch, fast):
+    src, dst = new_bucket(moto), new_bucket(moto)
+    client = moto.client()
+    client.put_object(Bucket=src, Key="a//odd key", Body=b"1", ContentType="text/x-odd", Metadata={"team": "data"})
+    client.put_object(Bucket=src, Key="plain", Body=b"22", Tagging="class=gold")
+    extra = {} if fast else {"native_client": False}
+    with recorded(moto, monkeypatch, "aws_default", **extra) as proxy:
+        summary = S3SyncOperator(task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}").execute({})
+    assert (summary["copied"], summary["failed"]) == (2, 0)
+    copies = [client_of(headers) for headers in proxy.headers_of("CopyObject")]
+    assert copies == ["awscrt" if fast else "botocore"] * 2
+    odd = client.head_object(Bucket=dst, Key="a//odd key")
+    assert (odd["ContentType"], odd["Metadata"]) == ("text/x-odd", {"team": "data"})
+    assert client.get_object_tagging(Bucket=dst, Key="plain")["TagSet"] == [{"Key": "class", "Value": "gold"}]
+
+
+def test_a_small_streamed_object_with_expires_is_read_and_written_by_the_crt_client(moto, monkeypatch):
+    """obstore cannot write Expires: the CRT client carries it, with every other property."""
+    src, dst = new_bucket(moto), new_bucket(moto)
+    expires = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    moto.client().put_object(
+        Bucket=src, Key="k", Body=b"data", Expires=expires, CacheControl="max-age=60", Metadata={"owner": "x"}
+    )
+    other = dataclasses.replace(moto, access_key="another-account-key")
+    with recorded(moto, monkeypatch, "src") as source, recorded(other, monkeypatch, "dst") as dest:
+        operator = S3SyncOperator(
+            task_id="sync", source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="src", dest_aws_conn_id="dst"
+        )
+        assert operator.execute({})["copied"] == 1
+    assert [client_of(headers) for headers in source.headers_of("GetObject", "HeadObject")] == ["awscrt"]
+    assert [client_of(headers) for headers in dest.headers_of("PutObject", "HeadObject")] == ["awscrt"]
+    written = moto.client().get_object(Bucket=dst, Key="k")
+    assert (written["Expires"], written["CacheControl"], written["Metadata"]) == (expires, "max-age=60", {"owner": "x"})
+    assert written["Body"].read() == b"data"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from airflow_s3sync import ObjectLockRetentionOperator, S3KeyRangesOperator, S3SyncHook, S3SyncOperator
+from airflow_s3sync import ObjectLockRetentionOperator, S3KeyRangesOperator, S3SyncOperator
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.hooks.botocore_backend import BotocoreBackend
 from airflow_s3sync.plan.key_range import KeyRange
 from tests.conftest import new_bucket, write
 from tests.operators.test_object_lock import in_days, lock_bucket, lock_of, put, set_dest
@@ -118,15 +119,15 @@ def test_a_failed_listing_in_one_shard_deletes_nothing_in_it(moto_default, monke
         client.put_object(Bucket=source, Key=key, Body=b"x")
     for key in ("a9", "m9", "n9"):
         client.put_object(Bucket=dest, Key=key, Body=b"x")
-    real = S3SyncHook.iter_entries
+    real = BotocoreBackend.list_entries
 
-    def failing(self, bucket, prefix, *, key_range=None):
-        for n, entry in enumerate(real(self, bucket, prefix, key_range=key_range)):
+    def failing(self, *, bucket, prefix, key_range=None):
+        for n, entry in enumerate(real(self, bucket=bucket, prefix=prefix, key_range=key_range)):
             if bucket == source and key_range is not None and key_range.start_after == "m" and n == 1:
                 raise EndpointConnectionError(endpoint_url="http://127.0.0.1/dropped")
             yield entry
 
-    monkeypatch.setattr(S3SyncHook, "iter_entries", failing)
+    monkeypatch.setattr(BotocoreBackend, "list_entries", failing)
     first = sync(source=f"s3://{source}", dest=f"s3://{dest}", delete=True, key_range=[None, "m"])
     with pytest.raises(S3SyncError, match="a listing failed"):
         sync(source=f"s3://{source}", dest=f"s3://{dest}", delete=True, key_range=["m", None])

@@ -7,8 +7,8 @@ header, so every refusal asserted here is this package's own.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +18,7 @@ from airflow_s3sync import ObjectLockRetentionOperator, S3SyncOperator
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.plan.lock import format_date
 from tests.conftest import new_bucket
-from tests.support import S3Server, use_connection
+from tests.support import S3Server, recorded, use_connection
 
 PART = 5 * 1024 * 1024
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -309,35 +309,36 @@ def test_copy_object_lock_between_accounts_streams_with_the_lock(moto, monkeypat
     headers) and every integrity setting gets the lock written."""
     parts = {"service_config": {"s3": {"transfer_config_args": {"multipart_threshold": PART}}}}
     use_connection(monkeypatch, "aws_default", moto.connection_json(**parts))
-    other = json.loads(moto.connection_json(**parts, **INTEGRITY[integrity]))
-    other["login"] = "another-account-key"
-    use_connection(monkeypatch, "other_account", json.dumps(other))
+    other_account = dataclasses.replace(moto, access_key="another-account-key")
     client = moto.client()
     src, dst = lock_bucket(moto), lock_bucket(moto)
     put(client, src, "data/locked", b"x" * size, mode="COMPLIANCE", until=in_days(7), hold=True)
-    operator = S3SyncOperator(
-        task_id="sync",
-        source=f"s3://{src}/data/",
-        dest=f"s3://{dst}/data/",
-        dest_aws_conn_id="other_account",
-        copy_object_lock=True,
-    )
-    copies = sent_requests(operator.dest_hook, "CopyObject", "UploadPartCopy")
-    writes = sent_requests(operator.dest_hook, "PutObject", "CreateMultipartUpload")
-    assert operator.execute({})["copied"] == 1
+    with recorded(other_account, monkeypatch, "other_account", **parts, **INTEGRITY[integrity]) as proxy:
+        operator = S3SyncOperator(
+            task_id="sync",
+            source=f"s3://{src}/data/",
+            dest=f"s3://{dst}/data/",
+            dest_aws_conn_id="other_account",
+            copy_object_lock=True,
+        )
+        assert operator.execute({})["copied"] == 1
+    copies = proxy.operations("CopyObject", "UploadPartCopy")
+    writes = proxy.headers_of("PutObject", "CreateMultipartUpload")
     assert (copies, len(writes)) == ([], 1)  # streamed, not copied server-side
+    assert writes[0]["x-amz-object-lock-mode"] == "COMPLIANCE"  # the lock goes with the write
+    assert writes[0].get("content-md5") or any(name.startswith("x-amz-checksum-") for name in writes[0])
     assert lock_of(client, dst, "data/locked") == lock_of(client, src, "data/locked")
 
 
-def test_server_side_copy_with_lock_carries_the_md5_of_its_empty_body(moto_default):
+def test_server_side_copy_with_lock_carries_the_md5_of_its_empty_body(moto_default, monkeypatch):
     client = moto_default.client()
     src, dst = lock_bucket(moto_default), lock_bucket(moto_default)
     put(client, src, "data/k", mode="GOVERNANCE", until=in_days(1))
-    operator = S3SyncOperator(
-        task_id="sync", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", copy_object_lock=True
-    )
-    sent = sent_requests(operator.dest_hook, "CopyObject")
-    assert operator.execute({})["copied"] == 1
-    [(headers, _)] = sent
-    assert headers["Content-MD5"] == base64.b64encode(hashlib.md5(b"").digest()).decode()
+    with recorded(moto_default, monkeypatch, "aws_default") as proxy:
+        operator = S3SyncOperator(
+            task_id="sync", source=f"s3://{src}/data/", dest=f"s3://{dst}/data/", copy_object_lock=True
+        )
+        assert operator.execute({})["copied"] == 1
+    [headers] = proxy.headers_of("CopyObject")
+    assert headers["content-md5"] == base64.b64encode(hashlib.md5(b"").digest()).decode()
     assert headers["x-amz-object-lock-mode"] == "GOVERNANCE"

@@ -10,6 +10,8 @@ from botocore.exceptions import EndpointConnectionError
 from airflow_s3sync import S3SyncHook, S3SyncOperator
 from airflow_s3sync.errors import InvalidLocationError, S3SyncError
 from airflow_s3sync.execute.runner import Job, JobRunner
+from airflow_s3sync.hooks.backend import ObjectRef
+from airflow_s3sync.hooks.botocore_backend import BotocoreBackend
 from airflow_s3sync.hooks.local import LocalTree
 from tests.conftest import new_bucket, write
 from tests.support import use_connection
@@ -77,15 +79,15 @@ def test_missing_local_source_is_a_clear_error(moto_default, tmp_path):
 
 def failing_listing(monkeypatch, bucket: str, after: int) -> None:
     """Fault injection: the listing of ``bucket`` drops its connection after ``after`` real entries."""
-    real = S3SyncHook.iter_entries
+    real = BotocoreBackend.list_entries
 
-    def listing(self, listed_bucket, prefix, **kwargs):
-        for n, entry in enumerate(real(self, listed_bucket, prefix, **kwargs)):
-            if listed_bucket == bucket and n == after:
+    def listing(self, **kwargs):
+        for n, entry in enumerate(real(self, **kwargs)):
+            if kwargs["bucket"] == bucket and n == after:
                 raise EndpointConnectionError(endpoint_url="http://127.0.0.1/dropped")
             yield entry
 
-    monkeypatch.setattr(S3SyncHook, "iter_entries", listing)
+    monkeypatch.setattr(BotocoreBackend, "list_entries", listing)
 
 
 @pytest.mark.parametrize("failing_side", ["source", "dest"])
@@ -195,15 +197,21 @@ def test_a_failed_download_leaves_no_file_under_the_final_name(moto_default, tmp
     client = moto_default.client()
     client.put_object(Bucket=bucket, Key="big.bin", Body=b"1" * 4096)
     hook = S3SyncHook(transfer_config_args={"multipart_threshold": 1024, "multipart_chunksize": 1024})
-    (listed,) = hook.iter_entries(bucket, "")
+    (listed,) = hook.backend.list_entries(bucket=bucket, prefix="")
     client.put_object(Bucket=bucket, Key="big.bin", Body=b"2" * 4096)
     target = tmp_path / "big.bin"
-    backend = hook.native_backend if native else hook
+    backends = {backend.capabilities.name: backend for backend in hook.transfer_backends()}
+    backend = backends["obstore" if native else "botocore"]
     with pytest.raises(Exception, match="did not match expected ETag"):
         backend.download_file(
-            bucket, "big.bin", str(target), size=listed.size, etag=listed.etag, extra_args={}, progress=lambda n: None
+            source=ObjectRef(bucket, "big.bin"),
+            path=str(target),
+            size=listed.size,
+            etag=listed.etag,
+            extra_args={},
+            progress=lambda n: None,
         )
-    hook.close()
+    hook.close_backends()
     assert os.listdir(tmp_path) == []
 
 

@@ -1,0 +1,199 @@
+"""Each transfer kind in its own small unit: the backend call routing chose, what it reads
+first, and the shared follow-ups (:class:`~airflow_s3sync.execute.followups.Followups`).
+
+A unit is built once per run with the two sides it moves data between, typed as that kind
+needs them, so nothing here asks which kind of side it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.followups import Followups
+from airflow_s3sync.execute.sides import LocalSide, S3Side
+from airflow_s3sync.hooks.backend import ObjectHead, Progress
+from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES
+from airflow_s3sync.hooks.digest import ContentHasher, HashingReader
+from airflow_s3sync.plan import Entry
+from airflow_s3sync.plan.capabilities import writes_properties
+from airflow_s3sync.plan.checksum import parse_etag
+from airflow_s3sync.plan.lock import write_time_lock
+from airflow_s3sync.plan.route import TransferKind, TransferSpec
+
+#: Object properties that, given for a copy, replace the source's instead of being ignored.
+COPY_PROPERTIES = frozenset(OBJECT_PROPERTIES)
+
+
+class Kind(Protocol):
+    """One kind of transfer."""
+
+    def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
+        """Transfer ``src`` as ``spec`` says; raise on failure."""
+        ...
+
+
+@dataclass
+class Upload:
+    """A local file to S3: one call of the backend routing chose."""
+
+    source: LocalSide
+    dest: S3Side
+    request_args: Mapping[str, Any]
+
+    def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
+        """Upload ``src``."""
+        self.dest.backends[spec.backend].upload_file(
+            path=self.source.source_path(src.key),
+            dest=self.dest.object(src.key),
+            size=src.size,
+            extra_args=self.request_args,
+            progress=progress,
+        )
+
+
+@dataclass
+class Download:
+    """An S3 object to a local file (atomically), then the file gets the object's time."""
+
+    source: S3Side
+    dest: LocalSide
+    request_args: Mapping[str, Any]
+    followups: Followups
+
+    def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
+        """Download ``src``."""
+        path = self.dest.target_path(src.key)  # decide() refused keys that would leave the directory
+        self.dest.tree.prepare_parent(path)
+        self.source.backends[spec.backend].download_file(
+            source=self.source.object(src.key),
+            path=path,
+            size=src.size,
+            etag=src.etag,
+            extra_args=self.request_args,
+            progress=progress,
+        )
+        if spec.set_mtime:
+            self.followups.set_mtime(self.dest, path, src.mtime, line)
+
+
+@dataclass
+class ServerSideCopy:
+    """A copy on one endpoint: CopyObject, or UploadPartCopy parts above ``copy_cutoff``.
+
+    With ``copy_object_lock`` the source's lock goes with the write (CopyObject headers), so
+    the new version is never unlocked; a multipart copy gets it again once complete, because
+    some servers (moto among them) drop lock headers given to CreateMultipartUpload. A multipart
+    copy (which S3 does not tag) gets the source's tags once complete when ``copy_tags`` asks;
+    CopyObject copies them itself.
+    """
+
+    source: S3Side
+    dest: S3Side
+    request_args: Mapping[str, Any]
+    followups: Followups
+
+    def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
+        """Copy ``src`` server-side."""
+        source_ref, dest_ref = self.source.object(src.key), self.dest.object(src.key)
+        state, lock_args = None, {}
+        if spec.read_lock:
+            state = self.source.backend.lock_state(ref=source_ref)
+            if state is None:
+                raise S3SyncError(f"{self.source.display(src.key)} disappeared before it could be copied")
+            lock_args = write_time_lock(state, now=datetime.now(UTC))
+        tags = self.followups.source_tags(self.source, source_ref) if spec.read_tags else None
+        args = {**self.request_args, **lock_args}
+        if spec.kind is TransferKind.PART_COPY:
+            self.dest.backend.copy_in_parts(
+                source=source_ref,
+                dest=dest_ref,
+                size=src.size,
+                source_backend=self.source.backend,
+                extra_args=args,
+                progress=progress,
+            )
+        else:
+            self.dest.backends[spec.backend].copy_object(
+                source=source_ref, dest=dest_ref, size=src.size, extra_args=args, progress=progress
+            )
+        if spec.tags_after and tags:
+            self.dest.backend.put_tags(ref=dest_ref, tags=tags)
+        if spec.lock_after and state is not None and lock_args:
+            self.followups.apply_lock(self.dest, dest_ref, state)
+
+
+@dataclass
+class Stream:
+    """A copy between endpoints, through this worker, never on disk.
+
+    Up to :data:`~airflow_s3sync.plan.route.READ_WHOLE_MAX` bytes the object is read whole by
+    one GetObject (properties and data) and written by one PutObject, each by the backend
+    routing chose (the writer gives way to the full backend when it cannot write a property the
+    source turns out to have); larger objects are read as their multipart upload consumes them.
+    The source's properties (Content-Type, Cache-Control, ..., user metadata), tags and, with
+    ``copy_object_lock``, its lock go with the write; what was written is verified.
+    """
+
+    source: S3Side
+    dest: S3Side
+    stream_args: Mapping[str, Any]
+    copy_object_lock: bool
+    followups: Followups
+
+    def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
+        """Stream ``src`` to the destination endpoint."""
+        source_ref, dest_ref = self.source.object(src.key), self.dest.object(src.key)
+        if spec.whole:
+            read = self.source.backends[spec.reader].read_object(source=source_ref, etag=src.etag)
+            head, body = read.head, read.data
+        else:
+            head, stream = self.source.backend.open_object(source=source_ref, etag=src.etag)
+        tags = self.followups.source_tags(self.source, source_ref) if spec.read_tags else None
+        args = self._write_args(head, tags)
+        source_md5, _ = parse_etag(head.etag, md5_etag_possible=head.md5_etag_possible)
+        if spec.whole:
+            names = [name for name in args if name in COPY_PROPERTIES and name != "Metadata"]
+            writer = next(
+                (
+                    self.dest.backends[index]
+                    for index in (spec.backend, *spec.alternates)
+                    if writes_properties(self.dest.backends[index].capabilities, names, args.get("Metadata", {}))
+                ),
+                self.dest.backend,  # carries every property
+            )
+            written = writer.write_object(dest=dest_ref, data=body, extra_args=args, progress=progress)
+            hasher = ContentHasher(part_size=None)
+            hasher.update(body)
+            self.followups.verify_written(
+                self.dest, dest_ref, sent=hasher.digests(), source_md5=source_md5, written=written
+            )
+            return
+        reader = HashingReader(stream, ContentHasher(part_size=self.dest.backend.part_size_for(head.size)))
+        try:
+            written = self.dest.backend.write_stream(
+                dest=dest_ref, stream=reader, size=head.size, extra_args=args, progress=progress
+            )
+        finally:
+            reader.close()
+        self.followups.verify_written(
+            self.dest, dest_ref, sent=reader.hasher.digests(), source_md5=source_md5, written=written
+        )
+        if spec.lock_after and self.copy_object_lock and write_time_lock(head.lock, now=datetime.now(UTC)):
+            self.followups.apply_lock(self.dest, dest_ref, head.lock)
+
+    def _write_args(self, head: ObjectHead, tags: list[dict[str, str]] | None) -> dict[str, Any]:
+        """The write's arguments: the run's, the source's properties (unless the run gives its
+        own), its lock (``copy_object_lock``) and its ``tags``."""
+        args = dict(self.stream_args)
+        if not COPY_PROPERTIES & set(args):
+            args.update(head.properties)
+        if self.copy_object_lock:
+            args.update(write_time_lock(head.lock, now=datetime.now(UTC)))
+        if tags:
+            args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
+        return args
