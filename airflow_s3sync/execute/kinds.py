@@ -133,10 +133,11 @@ class Stream:
 
     Up to :data:`~airflow_s3sync.plan.route.READ_WHOLE_MAX` bytes the object is read whole by
     one GetObject (properties and data) and written by one PutObject, each by the backend
-    routing chose (the writer gives way to the full backend when it cannot write a property the
-    source turns out to have); larger objects are read as their multipart upload consumes them.
-    The source's properties (Content-Type, Cache-Control, ..., user metadata), tags and, with
-    ``copy_object_lock``, its lock go with the write; what was written is verified.
+    routing chose (the writer gives way to the next backend routing allowed that writes every
+    property the source turns out to have, the full one last); larger objects are read as their
+    multipart upload consumes them. The source's properties (Content-Type, Cache-Control, ...,
+    user metadata), tags and, with ``copy_object_lock``, its lock go with the write; what was
+    written is verified.
     """
 
     source: S3Side

@@ -226,6 +226,7 @@ class SyncRun:
             progress=self._progress_line,
             progress_interval=options.progress_interval,
             transient=is_transient,
+            name="s3sync-transfer",
         )
         # Content checks have workers of their own, so HeadObjects and hashing never hold a
         # transfer slot (none are needed unless checksum=True).
@@ -233,6 +234,7 @@ class SyncRun:
             workers=options.max_concurrency if options.mode is CompareMode.CHECKSUM else 0,
             log=log,
             transient=is_transient,
+            name="s3sync-check",
         )
         self.transfers = Transfers(
             source=self.source,
@@ -320,7 +322,7 @@ class SyncRun:
 
     def _slow_down(self) -> None:
         self.runner.slow_down()
-        self.checkers.slow_down()
+        self.checkers.slow_down(count=False)  # one SlowDown heard, counted once
 
     def run(self) -> SyncReport:
         """Preflight, plan and execute; raise :class:`S3SyncError` naming what failed."""

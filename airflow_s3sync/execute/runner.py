@@ -33,13 +33,6 @@ SLOWDOWN_RECOVERY = 5.0
 #: SlowDowns closer together than this (seconds) halve the concurrency once.
 SLOWDOWN_BURST = 1.0
 
-_current = threading.local()
-
-
-def current_runner() -> JobRunner | None:
-    """The runner whose job this thread is running (``None`` outside a job)."""
-    return getattr(_current, "runner", None)
-
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -73,6 +66,7 @@ class JobRunner:
     :param throttled: whether a job's error is a SlowDown, which also calls :meth:`slow_down`.
     :param recovery: seconds without a SlowDown in which the concurrency grows back from one job
         to ``workers`` (one more job every ``recovery / workers`` seconds).
+    :param name: the prefix of its worker threads' names.
     """
 
     def __init__(
@@ -88,6 +82,7 @@ class JobRunner:
         max_backoff: float = MAX_BACKOFF,
         throttled: Callable[[BaseException], bool] = is_throttle,
         recovery: float = SLOWDOWN_RECOVERY,
+        name: str = "s3sync",
     ) -> None:
         self.workers = workers
         self.log = log
@@ -112,7 +107,7 @@ class JobRunner:
         self._running = 0
         self._last_cut = -float("inf")
         self._calm_since = time.monotonic()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3sync") if workers else None
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) if workers else None
         self._slots = threading.BoundedSemaphore(max(2 * workers, 1))
         self._lock = threading.Condition()
         self._in_flight = 0
@@ -132,12 +127,13 @@ class JobRunner:
         with self._lock:
             return self._current_limit(time.monotonic())
 
-    def slow_down(self) -> None:
+    def slow_down(self, *, count: bool = True) -> None:
         """A request was answered SlowDown: halve the jobs running at once (not below one).
-        A burst of them cuts once per second; safe from any thread."""
+        A burst of them cuts once per second; safe from any thread. ``count=False`` when another
+        runner of the same run counts it already."""
         now = time.monotonic()
         with self._lock:
-            self.slowdowns += 1
+            self.slowdowns += count
             self._current_limit(now)  # what it has grown back to so far
             self._calm_since = now
             if now - self._last_cut < SLOWDOWN_BURST or self._limit == 1:
@@ -213,7 +209,6 @@ class JobRunner:
     def _execute(self, job: Job) -> None:
         attempt, last_error = 1, None
         while self._enter():
-            _current.runner = self
             try:
                 job.run()
                 return
@@ -229,7 +224,6 @@ class JobRunner:
                 self.log.warning("retrying %s in %.1fs (attempt %d failed: %s)", job.name, delay, attempt, error)
                 last_error = error
             finally:
-                _current.runner = None
                 self._leave()
             if self._stopping.wait(delay):  # waiting takes no place among the running jobs
                 break

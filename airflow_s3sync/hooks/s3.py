@@ -247,7 +247,7 @@ class S3SyncHook(S3Hook):
 
     def _identity(self) -> tuple[str | None, str] | None:
         """What makes two hooks one service for server-side copies: the endpoint and the access
-        key (``None`` when the credentials cannot be read: then nothing is copied server-side)."""
+        key (``None`` when the credentials cannot be read)."""
         endpoint = self.conn_config.get_service_endpoint_url(service_name="s3")
         try:
             credentials = self.get_credentials()
@@ -259,7 +259,8 @@ class S3SyncHook(S3Hook):
     def backend(self) -> BotocoreBackend:
         """The full backend of this connection (botocore and s3transfer): every call, shared
         by all threads, its connection pool sized for ``max_concurrency``."""
-        same_connection = (self.aws_conn_id, id(self))
+        # Credentials that cannot be read (an unsigned connection): one connection is one service.
+        same_connection = (self.conn_config.get_service_endpoint_url(service_name="s3"), self.aws_conn_id)
         return BotocoreBackend(
             self.conn,
             transfer_config=self.sync_transfer_config,

@@ -57,8 +57,10 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         otherwise by size, with a warning that the comparison was weak.
     :param dryrun: log what would be done and change nothing (``--dryrun``).
     :param max_delete: refuse to delete more than this many items; checked before the first.
-    :param max_concurrency: objects transferred at once (worker threads); a multipart
-        object's parts also go this many at a time.
+    :param max_concurrency: objects transferred at once: the run's one concurrency budget
+        (transfer workers; as many checker workers with ``checksum=True``; a multipart object's
+        parts also go this many at a time). What it costs in threads, connections and memory is
+        in :class:`~airflow_s3sync.execute.run.SyncOptions`.
     :param follow_symlinks: follow local symlinks (``--follow-symlinks``).
     :param extra_args: request arguments for every write (``StorageClass``,
         ``ServerSideEncryption``, ``SSEKMSKeyId``, ``ACL``, ``Metadata``, ...) or, for

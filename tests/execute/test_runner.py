@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from airflow_s3sync.execute import runner as runner_module
-from airflow_s3sync.execute.runner import Job, JobRunner, current_runner
+from airflow_s3sync.execute.runner import Job, JobRunner
 from airflow_s3sync.hooks.backend import is_throttle, is_transient
 from tests.execute.fakes import client_error
 
@@ -376,23 +376,6 @@ def test_a_slowdown_keeps_the_other_workers_waiting_until_the_concurrency_grows_
 
     assert jobs.failures == {} and jobs.count("first") == 2 and runner.retries == 1
     assert most == 2, f"{most} jobs ran at once after the SlowDown"
-
-
-def test_a_job_reports_slowdowns_its_requests_met_to_the_runner_running_it() -> None:
-    """What the botocore listener of a sync does (Transfers): ``current_runner().slow_down()`` for a
-    SlowDown that botocore retried itself, so the job never failed."""
-    seen: list[JobRunner | None] = []
-
-    def request_answered_slowdown() -> None:
-        runner = current_runner()
-        seen.append(runner)
-        assert runner is not None
-        runner.slow_down()
-
-    with JobRunner(workers=4, log=LOG) as runner:
-        runner.submit(Job("a", request_answered_slowdown, lambda error: None))
-    assert seen == [runner] and runner.slowdowns == 1 and runner.lowest_concurrency == 2
-    assert current_runner() is None  # outside a job: nobody to tell
 
 
 def test_stop_ends_a_wait_for_a_place_among_the_running_jobs() -> None:
