@@ -168,6 +168,43 @@ class ObjectBackend(Protocol):
         ...
 
 
+class NotCarried:
+    """A base for fast backends: every data call they do not carry raises. Routing never makes
+    such a call (their capabilities say so); the error names the backend if a bug ever does."""
+
+    capabilities: Capabilities
+
+    def _not_carried(self, call: str) -> NotImplementedError:
+        return NotImplementedError(f"the {self.capabilities.name} backend does not carry {call}")
+
+    def upload_file(self, **kwargs: Any) -> Written:
+        """Not carried."""
+        raise self._not_carried("upload_file")
+
+    def download_file(self, **kwargs: Any) -> Written:
+        """Not carried."""
+        raise self._not_carried("download_file")
+
+    def copy_object(self, **kwargs: Any) -> Written:
+        """Not carried."""
+        raise self._not_carried("copy_object")
+
+    def read_object(self, **kwargs: Any) -> ObjectData:
+        """Not carried."""
+        raise self._not_carried("read_object")
+
+    def write_object(self, **kwargs: Any) -> Written:
+        """Not carried."""
+        raise self._not_carried("write_object")
+
+    def listen_for_slowdowns(self, listener: Callable[[], None]) -> None:
+        """A client that tells nobody of the SlowDowns it retries: one it gives up on fails the
+        job, and the job runner hears it then (:func:`is_throttle`)."""
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Nothing to finish: every call blocks until done."""
+
+
 class Backend(ObjectBackend, Protocol):
     """The full backend of an S3 side: every call a sync and a retention run make."""
 

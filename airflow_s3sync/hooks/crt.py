@@ -42,7 +42,15 @@ from awscrt import io as crt_io
 from awscrt.exceptions import AwsCrtError
 
 from airflow_s3sync.errors import S3RequestError
-from airflow_s3sync.hooks.backend import ClientSettings, ObjectData, ObjectHead, ObjectRef, Progress, Written
+from airflow_s3sync.hooks.backend import (
+    ClientSettings,
+    NotCarried,
+    ObjectData,
+    ObjectHead,
+    ObjectRef,
+    Progress,
+    Written,
+)
 from airflow_s3sync.plan.capabilities import Capabilities, KeyRule, Operation
 from airflow_s3sync.plan.lock import LockState
 
@@ -428,7 +436,7 @@ def head_from_headers(headers: Mapping[str, str], size: int) -> ObjectHead:
     )
 
 
-class CrtBackend:
+class CrtBackend(NotCarried):
     """The :class:`~airflow_s3sync.hooks.backend.ObjectBackend` of the CRT client: CopyObject,
     and whole GetObject / PutObject of small streamed objects, built from plain
     :class:`~airflow_s3sync.hooks.backend.ClientSettings`."""
@@ -484,25 +492,6 @@ class CrtBackend:
         answer = self._client.put_object(ref=dest, body=data, headers=request_headers(extra_args))
         progress(len(data))
         return Written(len(data), etag=answer.headers.get("etag"), md5_etag_possible=_md5_etag_possible(answer.headers))
-
-    def upload_file(
-        self, *, path: str, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
-    ) -> Written:
-        """Not carried: routing never asks (local files go through obstore or botocore)."""
-        raise NotImplementedError("the CRT backend does not upload files")
-
-    def download_file(
-        self,
-        *,
-        source: ObjectRef,
-        path: str,
-        size: int,
-        etag: str | None,
-        extra_args: Mapping[str, Any],
-        progress: Progress,
-    ) -> Written:
-        """Not carried: routing never asks."""
-        raise NotImplementedError("the CRT backend does not download files")
 
     def close(self, *, cancel: bool = False) -> None:
         """Release the client (every call blocks until done, so nothing is in flight)."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import mimetypes
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow_s3sync.errors import S3SyncError
-from airflow_s3sync.hooks.backend import ClientSettings, ObjectData, ObjectRef, Progress, Written
+from airflow_s3sync.hooks.backend import ClientSettings, NotCarried, ObjectRef, Progress, Written
 from airflow_s3sync.hooks.local import AtomicFile
 from airflow_s3sync.plan.capabilities import Capabilities, KeyRule, Operation
 
@@ -45,7 +45,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class NativeBackend:
+class NativeBackend(NotCarried):
     """Uploads, downloads and small writes through obstore, built from plain
     :class:`~airflow_s3sync.hooks.backend.ClientSettings`: botocore's resolved endpoint, the
     region, path-style addressing and credentials fetched again every 5 minutes (so assume-role,
@@ -161,20 +161,3 @@ class NativeBackend:
             temp.commit()
         progress(len(data))
         return Written(len(data), etag=result.meta.get("e_tag"))
-
-    def copy_object(
-        self, *, source: ObjectRef, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
-    ) -> Written:
-        """Not carried (obstore copies within one bucket only): routing never asks."""
-        raise NotImplementedError("obstore does not copy between buckets")
-
-    def read_object(self, *, source: ObjectRef, etag: str | None) -> ObjectData:
-        """Not carried (its answers lack most properties): routing never asks."""
-        raise NotImplementedError("obstore's GetObject does not return the object's properties")
-
-    def listen_for_slowdowns(self, listener: Callable[[], None]) -> None:
-        """obstore retries a SlowDown by itself and tells nobody; one it gives up on fails the
-        job, and the job runner hears it then (:func:`~airflow_s3sync.hooks.backend.is_throttle`)."""
-
-    def close(self, *, cancel: bool = False) -> None:
-        """Nothing to finish: every call blocks until done."""
