@@ -13,7 +13,6 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from functools import cached_property
 from itertools import count, islice
 from typing import Any
 
@@ -188,6 +187,8 @@ class BotocoreBackend:
         self._description = description
         self._identity = identity
         self._closed = False
+        self._manager: TransferManager | None = None
+        self._manager_lock = threading.Lock()
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
         self._written_lock = threading.Lock()
         for operation in ("PutObject", "CompleteMultipartUpload"):
@@ -397,15 +398,19 @@ class BotocoreBackend:
         self.client.put_object_tagging(Bucket=ref.bucket, Key=ref.key, Tagging={"TagSet": tags})
 
     # ------------------------------------------------------------ transfers
-    @cached_property
+    @property
     def transfer_manager(self) -> TransferManager:
-        """The s3transfer manager all multipart transfers of this backend share.
+        """The s3transfer manager all multipart transfers of this backend share, made by the
+        first worker that needs one (under a lock: one manager, one set of threads).
 
         A closed backend has none: starting a transfer on it raises.
         """
-        if self._closed:
-            raise S3SyncError(f"the backend of {self._description} is closed: no new transfers")
-        return TransferManager(self.client, self.transfer_config)
+        with self._manager_lock:
+            if self._closed:
+                raise S3SyncError(f"the backend of {self._description} is closed: no new transfers")
+            if self._manager is None:
+                self._manager = TransferManager(self.client, self.transfer_config)
+            return self._manager
 
     def part_size_for(self, size: int) -> int | None:
         """The part size a write of ``size`` bytes uses, or ``None`` below the multipart
@@ -614,8 +619,9 @@ class BotocoreBackend:
 
         No transfer can start afterwards; listings and deletes still work.
         """
-        self._closed = True
-        manager = self.__dict__.pop("transfer_manager", None)
+        with self._manager_lock:
+            self._closed = True
+            manager, self._manager = self._manager, None
         if manager is None:
             return
         if not cancel:
