@@ -20,7 +20,7 @@ from airflow_s3sync.hooks.digest import COMPUTABLE_CHECKSUMS, file_digests
 from airflow_s3sync.hooks.local import LocalTree
 from airflow_s3sync.locations import LocalLocation, Location, S3Location
 from airflow_s3sync.plan import Entry
-from airflow_s3sync.plan.capabilities import Capabilities
+from airflow_s3sync.plan.capabilities import Capabilities, bucket_is_plain
 from airflow_s3sync.plan.checksum import Digests, local_digest_plan
 from airflow_s3sync.plan.key_range import KeyRange
 
@@ -47,7 +47,7 @@ class Side(Protocol):
 
     @property
     def is_access_point(self) -> bool:
-        """Whether the bucket is an access point ARN."""
+        """Whether the bucket is no plain bucket name (an access point ARN or alias, ...)."""
         ...
 
     def route_key(self, key: str) -> str:
@@ -139,8 +139,9 @@ class S3Side:
 
     @property
     def is_access_point(self) -> bool:
-        """Whether the bucket is an access point ARN."""
-        return self.location.is_access_point
+        """Whether the bucket is no plain bucket name (an access point ARN or alias, a directory
+        bucket, ...): only the full backend addresses those."""
+        return self.location.is_access_point or not bucket_is_plain(self.location.bucket)
 
     def route_key(self, key: str) -> str:
         """The S3 key of the compare key ``key``."""

@@ -51,7 +51,7 @@ from airflow_s3sync.hooks.backend import (
     Progress,
     Written,
 )
-from airflow_s3sync.plan.capabilities import Capabilities, KeyRule, Operation
+from airflow_s3sync.plan.capabilities import Capabilities, KeyRule, Operation, bucket_is_plain
 from airflow_s3sync.plan.lock import LockState
 
 #: Seconds the credentials from :attr:`CrtSettings.credentials` are used before being asked again.
@@ -65,7 +65,6 @@ _CRT_ANSWERS = {
 }
 #: CRT errors of a connection that failed without an answer (refused, reset, closed, timed out).
 _CONNECTION_ERRORS = ("AWS_IO_SOCKET_", "AWS_IO_DNS_", "AWS_ERROR_HTTP_")
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _ERROR_XML = re.compile(rb"<Error>.*?</Error>", re.DOTALL)
 
 
@@ -82,10 +81,9 @@ def crt_key_ok(key: str) -> bool:
 
 
 def crt_bucket_ok(bucket: str) -> bool:
-    """Whether :class:`CrtClient` can address ``bucket``: plain bucket names only, not access point
-    ARNs or aliases, Object Lambda aliases or S3 Express directory buckets (those need botocore's
-    endpoint rules)."""
-    return bool(_BUCKET.fullmatch(bucket)) and not bucket.endswith(("-s3alias", "--op-s3", "--x-s3"))
+    """Whether :class:`CrtClient` can address ``bucket``: plain bucket names only
+    (:func:`~airflow_s3sync.plan.capabilities.bucket_is_plain`)."""
+    return bucket_is_plain(bucket)
 
 
 def encode_key(key: str) -> str:

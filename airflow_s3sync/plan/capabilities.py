@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PLAIN_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+#: Bucket-name suffixes of access point aliases, Object Lambda and Outposts access point aliases,
+#: and directory buckets.
+_SPECIAL_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", "--op-s3", "--x-s3")
 
 
 class Operation(Enum):
@@ -49,7 +53,8 @@ class Capabilities:
         ``Expires``, ``Metadata``, ...).
     :param lock_headers: it sends Object Lock headers with a write.
     :param tags: it sends tags (``x-amz-tagging``) with a write.
-    :param access_points: it addresses access point ARNs.
+    :param access_points: it addresses buckets that are no plain bucket names (access point ARNs
+        and aliases, Object Lambda aliases, directory buckets: :func:`bucket_is_plain`).
     :param multipart: it writes (or reads) objects from the multipart threshold on in parts, as
         s3transfer does, so their ETags are the multipart ETags other tools compute.
     :param reserved_metadata: user metadata names (lower case, no hyphens) it would take for a
@@ -75,6 +80,13 @@ def key_is_plain(key: str) -> bool:
     if not key or _CONTROL.search(key):
         return False
     return all(segment not in ("", ".", "..") for segment in key.split("/"))
+
+
+def bucket_is_plain(bucket: str) -> bool:
+    """Whether ``bucket`` is a plain bucket name, addressed path style on the endpoint by any
+    client; not an access point ARN or alias, an Object Lambda alias or a directory bucket
+    (those need botocore's endpoint rules)."""
+    return bool(_PLAIN_BUCKET.fullmatch(bucket)) and not bucket.endswith(_SPECIAL_BUCKET_SUFFIXES)
 
 
 def carries(

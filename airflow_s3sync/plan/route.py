@@ -46,8 +46,9 @@ class RouteContext:
         (empty for a local source).
     :param dest: the same for the destination side.
     :param request_args: the names of the request arguments every write (or read) sends.
-    :param source_access_point: the source bucket is an access point ARN.
-    :param dest_access_point: the destination bucket is an access point ARN.
+    :param source_access_point: the source bucket is no plain bucket name (an access point ARN or
+        alias, a directory bucket, ...: :func:`~airflow_s3sync.plan.capabilities.bucket_is_plain`).
+    :param dest_access_point: the same for the destination bucket.
     """
 
     direction: Direction

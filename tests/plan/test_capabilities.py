@@ -4,7 +4,7 @@ import pytest
 
 from airflow_s3sync.hooks.botocore_backend import CAPABILITIES as BOTOCORE
 from airflow_s3sync.hooks.native import CAPABILITIES as OBSTORE
-from airflow_s3sync.plan.capabilities import Operation, carries, key_is_plain, writes_properties
+from airflow_s3sync.plan.capabilities import Operation, bucket_is_plain, carries, key_is_plain, writes_properties
 
 MIB = 1024 * 1024
 ALL = set(Operation)
@@ -92,3 +92,23 @@ def test_plain_keys(key):
 )
 def test_keys_a_path_normalising_client_would_rewrite_or_reject(key):
     assert not key_is_plain(key)
+
+
+@pytest.mark.parametrize("bucket", ["data", "my.bucket-1", "legacy_Bucket", "a" * 63])
+def test_plain_buckets(bucket):
+    assert bucket_is_plain(bucket)
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    [
+        "arn:aws:s3:us-east-1:123456789012:accesspoint/my-access-point",
+        "my-ap-abcdefghijklmnopqrstuvwxyz012-s3alias",
+        "my-olap-abcdefghijklmnopqrstuvwxyz--ol-s3",
+        "my-olap-abcdefghijklmnopqrstuvwxyz--op-s3",
+        "express--use1-az4--x-s3",
+        "",
+    ],
+)
+def test_buckets_only_botocore_addresses(bucket):
+    assert not bucket_is_plain(bucket)
