@@ -189,7 +189,8 @@ class BotocoreBackend:
         self._closed = False
         self._manager: TransferManager | None = None
         self._manager_lock = threading.Lock()
-        self._written: dict[tuple[str, str], dict[str, Any]] = {}
+        #: The answers write_stream waits for (s3transfer does not return them), by target.
+        self._written: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._written_lock = threading.Lock()
         for operation in ("PutObject", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _remember_target)
@@ -541,12 +542,17 @@ class BotocoreBackend:
         below the multipart threshold, parts above it, with at most
         ``max_in_memory_upload_chunks`` parts queued in memory and nothing on disk. The answer's
         ETag and encryption come back in the :class:`Written`."""
-        future = self.transfer_manager.upload(
-            stream, dest.bucket, dest.key, extra_args=dict(extra_args), subscribers=[_Subscriber(progress, size)]
-        )
-        self._run(future)
+        target = (dest.bucket, dest.key)
         with self._written_lock:
-            answer = self._written.pop((dest.bucket, dest.key), None)
+            self._written[target] = None  # awaited: only awaited answers are recorded
+        try:
+            future = self.transfer_manager.upload(
+                stream, dest.bucket, dest.key, extra_args=dict(extra_args), subscribers=[_Subscriber(progress, size)]
+            )
+            self._run(future)
+        finally:
+            with self._written_lock:
+                answer = self._written.pop(target, None)
         if answer is None:
             return Written(size)
         return Written(size, etag=answer.get("ETag"), md5_etag_possible=etag_may_be_md5(answer))
@@ -555,11 +561,10 @@ class BotocoreBackend:
         target = context.get(_TARGET)
         if target is None or "ETag" not in parsed:
             return
-        answer = {
-            name: parsed[name] for name in ("ETag", "ServerSideEncryption", "SSECustomerAlgorithm") if name in parsed
-        }
+        answer = {name: parsed[name] for name in _WRITE_ANSWER if name in parsed}
         with self._written_lock:
-            self._written[target] = answer
+            if target in self._written:  # a write_stream waits for it (other writes answer directly)
+                self._written[target] = answer
 
     # ------------------------------------------------------------ deletes and housekeeping
     def delete_keys(self, *, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str | None]]:

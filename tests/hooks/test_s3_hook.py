@@ -1,7 +1,11 @@
+import hashlib
+import io
+
 import pytest
 
 from airflow_s3sync import S3SyncHook
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.hooks.backend import ObjectRef
 from tests.conftest import new_bucket
 from tests.support import use_connection
 
@@ -132,3 +136,18 @@ def test_a_key_that_breaks_a_delete_batch_is_deleted_on_its_own(moto_default):
     assert results == dict.fromkeys(keys)  # every key deleted, none failed
     assert single == ["bad\x01key"] and batches == [2]  # only that key alone, from the start
     assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_only_the_answers_a_streamed_write_waits_for_are_kept(moto_default, tmp_path):
+    """s3transfer does not return a write's answer, so the backend records it for write_stream;
+    other writes answer directly and leave nothing behind (millions of uploads, flat memory)."""
+    bucket = new_bucket(moto_default)
+    backend = S3SyncHook().backend
+    (tmp_path / "f").write_bytes(b"file")
+    args = {"extra_args": {}, "progress": lambda n: None}
+    backend.upload_file(path=str(tmp_path / "f"), dest=ObjectRef(bucket, "f"), size=4, **args)
+    backend.write_object(dest=ObjectRef(bucket, "w"), data=b"data", **args)
+    written = backend.write_stream(dest=ObjectRef(bucket, "s"), stream=io.BytesIO(b"abc"), size=3, **args)
+    assert written.etag == f'"{hashlib.md5(b"abc").hexdigest()}"' and written.md5_etag_possible
+    assert backend._written == {}
+    backend.close()
