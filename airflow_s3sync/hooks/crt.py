@@ -390,7 +390,8 @@ def request_headers(args: Mapping[str, Any]) -> dict[str, str]:
             if name == "Expires":
                 value = format_datetime(value.astimezone(UTC), usegmt=True)
             else:
-                value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                utc = value.astimezone(UTC)  # ISO 8601, microseconds only when there are some
+                value = utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ")
         elif isinstance(value, bool):
             value = "true" if value else "false"
         headers[header] = str(value)

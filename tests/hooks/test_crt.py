@@ -538,3 +538,31 @@ def test_client_errors_are_not_retried(rclone):
             with pytest.raises(S3RequestError):
                 crt_client.get_object(ref=ObjectRef(bucket, "missing"))
     assert proxy.requests == 1
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        datetime.datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.UTC),
+    ],
+)
+def test_request_headers_are_what_botocore_sends(when):
+    """The CRT backend's headers of botocore's request arguments, against botocore's own serialiser."""
+    from botocore.serialize import Serializer
+
+    from airflow_s3sync.hooks.crt import request_headers
+
+    headers = request_headers(
+        {
+            "ObjectLockRetainUntilDate": when,
+            "Expires": when,
+            "BucketKeyEnabled": True,
+            "Metadata": {"owner": "data"},
+            "StorageClass": "STANDARD_IA",
+        }
+    )
+    assert headers["x-amz-object-lock-retain-until-date"] == Serializer()._timestamp_iso8601(when)
+    assert headers["Expires"] == Serializer()._timestamp_rfc822(when)
+    assert headers["x-amz-server-side-encryption-bucket-key-enabled"] == "true"
+    assert headers["x-amz-meta-owner"] == "data" and headers["x-amz-storage-class"] == "STANDARD_IA"
