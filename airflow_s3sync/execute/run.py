@@ -156,20 +156,26 @@ def streamed_upload_args(extra_args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def transfer_kinds(
-    direction: Direction, source: Side, dest: Side, *, streamed: bool, options: SyncOptions, followups: Followups
+    direction: Direction,
+    source: Side,
+    dest: Side,
+    *,
+    streamed: bool,
+    request_args: Mapping[str, Any],
+    copy_object_lock: bool,
+    followups: Followups,
 ) -> dict[TransferKind, Kind]:
-    """The units that carry out this run's transfers, each given its sides as it needs them
-    (the direction says which kind of side each is: :func:`direction_of`)."""
-    request = followups.request_args
+    """The units that carry out this run's transfers with ``request_args`` (a streamed copy's
+    are :func:`streamed_upload_args`), each given its sides as it needs them (the direction says
+    which kind of side each is: :func:`direction_of`)."""
     if direction is Direction.UPLOAD:
-        return {TransferKind.UPLOAD: Upload(cast(LocalSide, source), cast(S3Side, dest), request)}
+        return {TransferKind.UPLOAD: Upload(cast(LocalSide, source), cast(S3Side, dest), request_args)}
     if direction is Direction.DOWNLOAD:
-        return {TransferKind.DOWNLOAD: Download(cast(S3Side, source), cast(LocalSide, dest), request, followups)}
+        return {TransferKind.DOWNLOAD: Download(cast(S3Side, source), cast(LocalSide, dest), request_args, followups)}
     s3_source, s3_dest = cast(S3Side, source), cast(S3Side, dest)
     if streamed:
-        stream_args = streamed_upload_args(options.extra_args)
-        return {TransferKind.STREAM: Stream(s3_source, s3_dest, stream_args, options.copy_object_lock, followups)}
-    copy = ServerSideCopy(s3_source, s3_dest, request, followups)
+        return {TransferKind.STREAM: Stream(s3_source, s3_dest, request_args, copy_object_lock, followups)}
+    copy = ServerSideCopy(s3_source, s3_dest, request_args, followups)
     return {TransferKind.COPY: copy, TransferKind.PART_COPY: copy}
 
 
@@ -218,7 +224,13 @@ class SyncRun:
         dest_read_args = {name: value for name, value in args.items() if name.startswith("SSECustomer")}
         followups = Followups(self.report, log, request_args=args, dest_read_args=dest_read_args)
         kinds = transfer_kinds(
-            direction, self.source, self.dest, streamed=self.streamed, options=options, followups=followups
+            direction,
+            self.source,
+            self.dest,
+            streamed=self.streamed,
+            request_args=self.request_args,
+            copy_object_lock=options.copy_object_lock,
+            followups=followups,
         )
         self.runner = JobRunner(
             workers=options.max_concurrency,
