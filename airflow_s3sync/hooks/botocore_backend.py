@@ -37,7 +37,7 @@ from airflow_s3sync.hooks.backend import (
 from airflow_s3sync.hooks.listing import fast_pages
 from airflow_s3sync.hooks.local import AtomicFile
 from airflow_s3sync.plan.capabilities import Capabilities, Operation
-from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, parse_etag
+from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, md5_etag_possible, parse_etag
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import LockState, Retention
@@ -79,7 +79,6 @@ _EXPLAINED_CODES = {
 }
 _NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"})
 _XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_KMS_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
 _TARGET = "s3sync_target"
 _WRITE_ANSWER = ("ETag", "ServerSideEncryption", "SSECustomerAlgorithm")
 _LISTENER_IDS = count()
@@ -89,7 +88,9 @@ log = logging.getLogger(__name__)
 def etag_may_be_md5(response: Mapping[str, Any]) -> bool:
     """Whether the ETag in a HeadObject / GetObject / PutObject answer can be an MD5 (or MD5 of
     part MD5s): not with SSE-KMS or SSE-C encryption."""
-    return response.get("ServerSideEncryption") not in _KMS_ENCRYPTION and not response.get("SSECustomerAlgorithm")
+    return md5_etag_possible(
+        encryption=response.get("ServerSideEncryption"), customer_key=bool(response.get("SSECustomerAlgorithm"))
+    )
 
 
 def head_of(response: Mapping[str, Any]) -> ObjectHead:

@@ -52,6 +52,7 @@ from airflow_s3sync.hooks.backend import (
     Written,
 )
 from airflow_s3sync.plan.capabilities import Capabilities, KeyRule, Operation, bucket_is_plain
+from airflow_s3sync.plan.checksum import md5_etag_possible
 from airflow_s3sync.plan.lock import LockState
 
 #: Seconds the credentials from :attr:`CrtSettings.credentials` are used before being asked again.
@@ -361,7 +362,6 @@ _PROPERTIES = {
 }
 _LOCK_HEADER_NAMES = ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold")
 _EMPTY_MD5 = base64.b64encode(hashlib.md5(b"", usedforsecurity=False).digest()).decode()
-_KMS = frozenset({"aws:kms", "aws:kms:dsse"})
 #: What the CRT client carries: one-request copies, whole reads and writes, with every property,
 #: lock and tag header, any key; not access points, multipart or local files.
 CAPABILITIES = Capabilities(
@@ -399,9 +399,9 @@ def request_headers(args: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _md5_etag_possible(headers: Mapping[str, str]) -> bool:
-    return (
-        headers.get("x-amz-server-side-encryption") not in _KMS
-        and "x-amz-server-side-encryption-customer-algorithm" not in headers
+    return md5_etag_possible(
+        encryption=headers.get("x-amz-server-side-encryption"),
+        customer_key="x-amz-server-side-encryption-customer-algorithm" in headers,
     )
 
 

@@ -18,6 +18,7 @@ from enum import Enum
 CHECKSUM_ALGORITHMS = ("SHA256", "SHA1", "CRC64NVME", "CRC32C", "CRC32")
 _CRYPTOGRAPHIC = ("SHA256", "SHA1")
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
+_KMS_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
 _MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-(?P<parts>[1-9][0-9]*)$")
 
 
@@ -51,6 +52,12 @@ class Digests:
         """How many parts the multipart ETag says the object has."""
         match = _MULTIPART_ETAG.match(self.multipart_etag or "")
         return int(match["parts"]) if match else None
+
+
+def md5_etag_possible(*, encryption: str | None, customer_key: bool) -> bool:
+    """Whether an object's ETag can be an MD5 (or MD5 of part MD5s), by its server-side
+    ``encryption`` and whether a customer key (SSE-C) encrypts it: not with SSE-KMS or SSE-C."""
+    return encryption not in _KMS_ENCRYPTION and not customer_key
 
 
 def parse_etag(etag: str | None, *, md5_etag_possible: bool = True) -> tuple[str | None, str | None]:
