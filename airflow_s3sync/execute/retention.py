@@ -78,6 +78,10 @@ class RetentionReport(Tally):
             }
 
 
+class _Reordered(Exception):
+    """A key range's listing came out of S3's order: it is listed again, whole."""
+
+
 class RetentionRun:
     """Copies each source object's retention and legal hold to the same relative key at the
     destination, by the rules of :mod:`airflow_s3sync.plan.lock`.
@@ -115,6 +119,7 @@ class RetentionRun:
         self.report = RetentionReport(dryrun=options.dryrun)
         self.runner = JobRunner(workers=options.max_concurrency, log=log, transient=is_transient)
         self._stopping = threading.Event()
+        self._out_of_order = False
 
     def stop(self) -> None:
         """Ask the run to stop: no new object is examined, and the run fails."""
@@ -127,14 +132,34 @@ class RetentionRun:
         self.dest_backend.check_access(bucket=self.dest.bucket, prefix=self.dest.prefix)
         self.dest_backend.check_object_lock(bucket=self.dest.bucket)
 
-    def _keys(self) -> Iterator[str]:
+    def _keys(self, *, whole: bool = False) -> Iterator[str]:
+        """The keys to examine: ``keys`` in the range, or the source's listing. Each key is
+        examined on its own, so the listing's order matters only where a key range's listing
+        trusts it (``StartAfter``, and the stop past the range's end): found out of order there,
+        :class:`_Reordered` ends it and the run lists again, ``whole`` (the prefix to its end)."""
         if self.keys is not None:
             yield from (key for key in self.keys if key in self.key_range)
             return
-        listing = self.source_backend.list_entries(
-            bucket=self.source.bucket, prefix=self.source.prefix, key_range=self.key_range
-        )
+        source, key_range = self.source, self.key_range
+        if whole:
+            listing = key_range.select(self.source_backend.list_entries(bucket=source.bucket, prefix=source.prefix))
+        else:
+            listing = self.source_backend.list_entries(bucket=source.bucket, prefix=source.prefix, key_range=key_range)
+        previous: str | None = None
         for entry in listing:
+            if previous is not None and entry.key <= previous and not self._out_of_order:
+                self._out_of_order = True
+                trusted = not key_range.is_full and not whole
+                self.log.warning(
+                    "%s lists keys out of S3's order (%r came after %r)%s",
+                    source.display(),
+                    entry.key,
+                    previous,
+                    ": its key range is listed again, whole" if trusted else "",
+                )
+                if trusted:
+                    raise _Reordered
+            previous = entry.key
             yield entry.key
 
     def run(self) -> RetentionReport:
@@ -142,12 +167,19 @@ class RetentionRun:
         self.preflight()
         listing_error: BaseException | None = None
         with self.runner:
+            counts = dict(self.report.counts)
             keys = self._keys()
             while not self._stopping.is_set():
                 try:
                     key = next(keys)
                 except StopIteration:
                     break
+                except _Reordered:
+                    # Examined again in the whole listing: counted once, there; writes stay counted.
+                    self.runner.wait()
+                    self.report.counts.update({name: counts[name] for name in ("unchanged", "skipped", "objects")})
+                    keys = self._keys(whole=True)
+                    continue
                 except Exception as error:  # noqa: BLE001 - a failed listing ends the run, reported below
                     listing_error = error
                     self.log.error("listing failed: %s", error)

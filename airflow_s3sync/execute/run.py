@@ -20,12 +20,23 @@ from airflow_s3sync.execute.prefetch import Prefetch
 from airflow_s3sync.execute.report import SyncReport, format_bytes
 from airflow_s3sync.execute.runner import JobRunner
 from airflow_s3sync.execute.sides import LocalSide, S3Side, Side, side_of
+from airflow_s3sync.execute.spool import Spool
 from airflow_s3sync.execute.stale_uploads import abort_stale_uploads
 from airflow_s3sync.execute.transfers import Transfers
 from airflow_s3sync.hooks.backend import is_transient
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import LocalLocation, Location
-from airflow_s3sync.plan import Action, ActionKind, CompareMode, Direction, FilterRule, PathFilter, RefuseReason, plan
+from airflow_s3sync.plan import (
+    Action,
+    ActionKind,
+    CompareMode,
+    Direction,
+    FilterRule,
+    ListingOrderError,
+    PathFilter,
+    RefuseReason,
+    plan,
+)
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE, RouteContext, TransferKind
 
@@ -363,42 +374,101 @@ class SyncRun:
             if self.options.rules
             else None
         )
-        listings = [Prefetch(self.source.listing()), Prefetch(self.dest.listing())]
-        actions = plan(
-            iter(listings[0]),
-            iter(listings[1]),
-            direction=self.direction,
-            mode=self.options.mode,
-            delete=self.options.delete,
-            path_filter=path_filter,
-            src_path_prefix=self.source.location.path_prefix,
-            dst_path_prefix=self.dest.location.path_prefix,
-        )
-        listing_error: BaseException | None = None
+        deletes: DeleteQueue | None = None
         try:
-            with DeleteQueue() as deletes:
-                with self.runner:
-                    with self.checkers:  # closed first: its checks hand transfers to the runner
-                        while not self._stopping.is_set():
-                            try:
-                                action = next(actions)
-                            except StopIteration:
-                                break
-                            except Exception as error:  # noqa: BLE001 - a failed listing stops planning
-                                listing_error = error
-                                self.log.error("listing failed: %s", error)
-                                break
-                            self._handle(action, deletes)
-                self.report.retries = self.runner.retries + self.checkers.retries
-                self.report.slowdowns = self.runner.slowdowns + self.checkers.slowdowns
-                self.delete_gate.pass_through(deletes, self._problems(listing_error))
+            with self.runner:
+                with self.checkers:  # closed first: its checks hand transfers to the runner
+                    deletes, listing_error = self._plan_in_order(path_filter)
+            self.report.retries = self.runner.retries + self.checkers.retries
+            self.report.slowdowns = self.runner.slowdowns + self.checkers.slowdowns
+            self.delete_gate.pass_through(deletes, self._problems(listing_error))
+        finally:
+            if deletes is not None:
+                deletes.close()
+        return self.report
+
+    def _plan_in_order(self, path_filter: PathFilter | None) -> tuple[DeleteQueue, BaseException | None]:
+        """Plan and hand out transfers; the deletes planned and a listing's error, if any.
+
+        A listing found out of S3's order is sorted from then on (said once) and the plan starts
+        again from the first key, once the transfers handed out are done (they are then up to
+        date, not done again). Until a pass ends, the transfers the destination's listing may
+        still contradict (:attr:`Pair.unsure`) wait in a spool: a pass that ends in order hands
+        them out, one that restarts drops them with its deletes.
+        """
+        while True:
+            deletes, held = DeleteQueue(), Spool()
+            skipped, warnings = self.report.counts["skipped"], self.report.warnings
+            try:
+                error = self._plan_pass(path_filter, deletes, held)
+                if isinstance(error, ListingOrderError) and self._sort_side(error):
+                    deletes.close()
+                    self.checkers.wait()
+                    self.runner.wait()
+                    self.report.counts["skipped"], self.report.warnings = skipped, warnings
+                    continue
+                if error is None:
+                    for action in held:
+                        if self._stopping.is_set():
+                            break
+                        self._handle(action, deletes, held=None)
+                return deletes, error
+            except BaseException:
+                deletes.close()
+                raise
+            finally:
+                held.close()
+
+    def _plan_pass(self, path_filter: PathFilter | None, deletes: DeleteQueue, held: Spool) -> BaseException | None:
+        """One pass over both listings; the error that ended it early, if any."""
+        listings = [Prefetch(self.source.listing()), Prefetch(self.dest.listing())]
+        try:
+            actions = plan(
+                iter(listings[0]),
+                iter(listings[1]),
+                direction=self.direction,
+                mode=self.options.mode,
+                delete=self.options.delete,
+                path_filter=path_filter,
+                src_path_prefix=self.source.location.path_prefix,
+                dst_path_prefix=self.dest.location.path_prefix,
+            )
+            while not self._stopping.is_set():
+                try:
+                    action = next(actions)
+                except StopIteration:
+                    return None
+                except ListingOrderError as error:
+                    return error  # said by _sort_side
+                except Exception as error:  # noqa: BLE001 - a failed listing stops planning
+                    self.log.error("listing failed: %s", error)
+                    return error
+                self._handle(action, deletes, held=held)
+            return None
         finally:
             for listing in listings:
                 listing.close()
-        return self.report
 
-    def _handle(self, action: Action, deletes: DeleteQueue) -> None:
-        if action.kind is ActionKind.SKIP:
+    def _sort_side(self, error: ListingOrderError) -> bool:
+        """Sort the listing of the side ``error`` names from now on; whether the plan can start
+        again (not when that side is sorted already: then the error ends the run)."""
+        side = self.source if error.side == "source" else self.dest
+        if not side.sort_from_now():
+            self.log.error("listing failed: %s", error)
+            return False
+        self.log.warning(
+            "%s lists keys out of S3's order (%r came after %r): its listing is read whole and "
+            "sorted on disk from now on, and the plan starts again from the first key",
+            side.display(),
+            error.key,
+            error.previous,
+        )
+        return True
+
+    def _handle(self, action: Action, deletes: DeleteQueue, *, held: Spool | None) -> None:
+        if held is not None and action.pair.unsure and action.kind is not ActionKind.SKIP:
+            held.add(action)
+        elif action.kind is ActionKind.SKIP:
             self.report.skipped()
             self.log.debug("skip %s: %s", action.key, action.reason)
         elif action.kind is ActionKind.REFUSE:

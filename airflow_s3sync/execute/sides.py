@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_s3sync.errors import S3SyncError
-from airflow_s3sync.hooks.backend import Backend, ObjectBackend, ObjectRef
+from airflow_s3sync.execute.listing_order import sorted_entries
+from airflow_s3sync.hooks.backend import Backend, ListingOrder, ObjectBackend, ObjectRef
 from airflow_s3sync.hooks.digest import COMPUTABLE_CHECKSUMS, file_digests
 from airflow_s3sync.hooks.local import LocalTree
 from airflow_s3sync.locations import LocalLocation, Location, S3Location
@@ -60,6 +61,11 @@ class Side(Protocol):
 
     def listing(self) -> Iterator[Entry]:
         """The entries (in the key range), in S3 key order, streamed."""
+        ...
+
+    def sort_from_now(self) -> bool:
+        """Put the listing into S3's order from now on (it came out of order); whether that
+        changes anything."""
         ...
 
     def check(self, *, as_source: bool) -> None:
@@ -111,12 +117,14 @@ class S3Side:
     :param key_range: the shard of keys this run lists (``None``: every key).
     :param backends: the backends that may move data, in order of preference, the full one
         last (only ``backend`` until :meth:`use_transfer_backends`).
+    :param sort_listing: sort the listing (its server was found listing out of S3's order).
     """
 
     location: S3Location
     backend: Backend
     key_range: KeyRange | None = None
     backends: tuple[ObjectBackend, ...] = field(default=())
+    sort_listing: bool = False
     remote = True
 
     def __post_init__(self) -> None:
@@ -155,9 +163,27 @@ class S3Side:
         """``s3://bucket/prefix/key``, as ``aws s3 sync`` prints it."""
         return self.location.display(key)
 
+    @property
+    def sorts_listing(self) -> bool:
+        """Whether :meth:`listing` reads the listing whole and sorts it (the server lists in
+        an order of its own)."""
+        return self.sort_listing or self.backend.listing_order is ListingOrder.OWN
+
     def listing(self) -> Iterator[Entry]:
-        """The objects under the prefix (in the key range), in key order (a streaming listing)."""
-        return self.backend.list_entries(bucket=self.bucket, prefix=self.location.prefix, key_range=self.key_range)
+        """The objects under the prefix (in the key range), in key order: streamed as the
+        server lists them or, where it lists in an order of its own, sorted on disk."""
+        prefix = self.location.prefix
+        if not self.sorts_listing:
+            return self.backend.list_entries(bucket=self.bucket, prefix=prefix, key_range=self.key_range)
+        listed = self.backend.list_entries(bucket=self.bucket, prefix=prefix)
+        return sorted_entries(self.key_range.select(listed) if self.key_range is not None else listed)
+
+    def sort_from_now(self) -> bool:
+        """Sort the listing from now on; whether that is new."""
+        if self.sorts_listing:
+            return False
+        self.sort_listing = True
+        return True
 
     def check(self, *, as_source: bool) -> None:
         """The bucket exists and the credentials may list the prefix."""
@@ -232,6 +258,10 @@ class LocalSide:
     def listing(self) -> Iterator[Entry]:
         """The files below the directory (in the key range), in S3 key order (a lazy walk)."""
         return self.tree.iter_entries(key_range=self.key_range)
+
+    def sort_from_now(self) -> bool:
+        """Nothing to change: the walk itself sorts (a listing out of order is a bug)."""
+        return False
 
     def check(self, *, as_source: bool) -> None:
         """A source must be an existing directory; a destination a directory or missing."""

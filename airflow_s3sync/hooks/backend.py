@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from airflow_s3sync.errors import S3RequestError
@@ -26,6 +27,19 @@ from airflow_s3sync.plan.lock import LockState, Retention
 
 #: Called with a number of bytes just transferred (negative when a retry starts over).
 Progress = Callable[[int], None]
+
+
+class ListingOrder(StrEnum):
+    """What a server's listings can be trusted with (the connection extra ``listing_order``)."""
+
+    #: Listed in S3's byte order, ``StartAfter`` included (AWS, and any endpoint declared so):
+    #: a key range's listing starts after its first key and stops past its last.
+    S3 = "s3"
+    #: Not known (the default for an endpoint of one's own): a key range's listing reads the
+    #: prefix to its end; every listing is checked and, found out of order, sorted.
+    CHECK = "check"
+    #: Known to list in an order of its own: every listing is read whole and sorted.
+    OWN = "own"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +243,14 @@ class Backend(ObjectBackend, Protocol):
         """Raise a clear error unless ``bucket`` has Object Lock enabled."""
         ...
 
+    @property
+    def listing_order(self) -> ListingOrder:
+        """What this server's listings can be trusted with."""
+        ...
+
     def list_entries(self, *, bucket: str, prefix: str, key_range: KeyRange | None = None) -> Iterator[Entry]:
-        """The objects under ``prefix`` (in ``key_range``), keyed relative to it, in S3's key order."""
+        """The objects under ``prefix`` (in ``key_range``), keyed relative to it, in the
+        server's order (S3's, unless :attr:`listing_order` says otherwise)."""
         ...
 
     def list_page(self, *, bucket: str, prefix: str, start_after: str | None = None) -> tuple[list[str], bool]:

@@ -27,6 +27,7 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks.backend import (
     Backend,
     IncompleteUpload,
+    ListingOrder,
     ObjectData,
     ObjectHead,
     ObjectRef,
@@ -169,6 +170,7 @@ class BotocoreBackend:
     :param description: where the requests go, for error messages (no credentials).
     :param identity: what makes two backends one service (endpoint and access key), or a
         callable returning it (``None`` when it cannot be told).
+    :param listing_order: what the server's listings can be trusted with.
     """
 
     capabilities = CAPABILITIES
@@ -181,8 +183,10 @@ class BotocoreBackend:
         page_size: int,
         description: str,
         identity: Callable[[], Any],
+        listing_order: ListingOrder = ListingOrder.S3,
     ) -> None:
         self.client = client
+        self.listing_order = listing_order
         self.transfer_config = transfer_config
         self.page_size = page_size
         self._description = description
@@ -288,11 +292,16 @@ class BotocoreBackend:
 
         Zero-byte keys ending in ``/`` (directory markers) are left out, as ``aws s3 sync``
         does. The listing is a generator: memory does not grow with the number of keys.
-        With ``key_range`` it starts after ``start_after`` (``StartAfter``) and stops after
-        ``end``: one shard's listing costs that shard's pages only.
+        With ``key_range`` on a server that lists in S3's order (:attr:`listing_order`) it
+        starts after ``start_after`` (``StartAfter``) and stops after ``end``: one shard's
+        listing costs that shard's pages only. On any other server ``StartAfter`` may follow
+        the server's own order, so the prefix is read to its end and the range's keys kept.
         """
         if key_range is not None and key_range.is_full:
             key_range = None  # no per-key checks for the whole keyspace
+        if key_range is not None and self.listing_order is not ListingOrder.S3:
+            yield from key_range.select(self.list_entries(bucket=bucket, prefix=prefix))
+            return
         paginator = self.client.get_paginator("list_objects_v2")
         args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": self.page_size}}
         if key_range is not None and key_range.start_after is not None:

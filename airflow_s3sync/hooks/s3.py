@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks import listing
-from airflow_s3sync.hooks.backend import Backend, ClientSettings, Credentials, ObjectBackend
+from airflow_s3sync.hooks.backend import Backend, ClientSettings, Credentials, ListingOrder, ObjectBackend
 from airflow_s3sync.hooks.botocore_backend import BotocoreBackend
 
 #: Attempts per request unless the connection's ``config_kwargs.retries`` says otherwise:
@@ -30,6 +30,8 @@ from airflow_s3sync.hooks.botocore_backend import BotocoreBackend
 DEFAULT_MAX_ATTEMPTS = 10
 #: The connection extra that turns the fast clients off (``{"native_client": false}``).
 NATIVE_CLIENT_EXTRA = "native_client"
+#: The connection extra that says what the server's listings can be trusted with.
+LISTING_ORDER_EXTRA = "listing_order"
 #: Environment variables obstore reads and botocore does not, which would make the two clients
 #: write differently (encryption, signing, payer, checksums): with any set, botocore carries all.
 OBSTORE_ONLY_ENVIRONMENT = (
@@ -267,7 +269,26 @@ class S3SyncHook(S3Hook):
             page_size=self.page_size,
             description=self.endpoint_description,
             identity=lambda: self._identity() or same_connection,
+            listing_order=self.listing_order,
         )
+
+    @cached_property
+    def listing_order(self) -> ListingOrder:
+        """What this connection's listings can be trusted with: the extra's
+        ``"listing_order"`` (``"s3"``, ``"check"`` or ``"own"``), by default ``"s3"`` for AWS
+        and ``"check"`` for an ``endpoint_url`` of one's own (see :class:`ListingOrder`)."""
+        value = self.conn_config.extra_config.get(LISTING_ORDER_EXTRA)
+        if value is None:
+            custom = self.conn_config.get_service_endpoint_url(service_name="s3") is not None
+            return ListingOrder.CHECK if custom else ListingOrder.S3
+        try:
+            return ListingOrder(value)
+        except ValueError:
+            choices = ", ".join(repr(order.value) for order in ListingOrder)
+            raise S3SyncError(
+                f"connection {self.aws_conn_id!r}: extra {LISTING_ORDER_EXTRA!r} must be one of {choices}, "
+                f"not {value!r}"
+            ) from None
 
     @property
     def fast_clients_enabled(self) -> bool:

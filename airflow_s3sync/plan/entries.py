@@ -26,10 +26,15 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """The two sides of one compare key; at least one of them is set."""
+    """The two sides of one compare key; at least one of them is set.
+
+    ``unsure``: the destination's listing may still hold a source-only key, should that
+    listing turn out to be out of S3's order (see :func:`~airflow_s3sync.plan.merge.merge`).
+    """
 
     src: Entry | None
     dst: Entry | None
+    unsure: bool = False
 
     @property
     def key(self) -> str:

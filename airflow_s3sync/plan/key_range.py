@@ -66,6 +66,16 @@ class KeyRange:
             self.start_after is not None and self.start_after > directory and not self.start_after.startswith(directory)
         )
 
+    def select(self, entries: Iterable[Entry]) -> Iterator[Entry]:
+        """The entries in the range, wherever they come: a listing in no known order is read
+        to its end."""
+        if self.is_full:
+            yield from entries
+            return
+        for entry in entries:
+            if entry.key in self:
+                yield entry
+
     def filter(self, entries: Iterable[Entry]) -> Iterator[Entry]:
         """The entries of a sorted listing that are in the range; stops at the first past it."""
         for entry in entries:

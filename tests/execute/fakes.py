@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from airflow_s3sync.hooks.backend import (
     Backend,
     IncompleteUpload,
+    ListingOrder,
     ObjectData,
     ObjectHead,
     ObjectRef,
@@ -223,6 +224,8 @@ class FakeBackend:
     :param multipart_drops_lock: a write in parts loses its Object Lock headers, as moto's
         CreateMultipartUpload does (so the lock follow-up after a multipart write is needed).
     :param gate_timeout: the longest a blocked call waits for its Event (a test bug must not hang).
+    :param listing_order: what the side may trust of the listings (as a connection says).
+    :param path_order: list by path segments (``a/b`` before ``a-b``), as some servers do.
     """
 
     def __init__(
@@ -237,8 +240,12 @@ class FakeBackend:
         md5_etag_known: bool = True,
         multipart_drops_lock: bool = True,
         gate_timeout: float = 10.0,
+        listing_order: ListingOrder = ListingOrder.S3,
+        path_order: bool = False,
     ) -> None:
         self.store = store if store is not None else FakeStore()
+        self.listing_order = listing_order
+        self.path_order = path_order
         self.name = name or capabilities.name
         self.capabilities = capabilities
         self.multipart_threshold = multipart_threshold
@@ -527,14 +534,20 @@ class FakeBackend:
         with self.store.lock:
             objects = sorted((key, stored) for (name, key), stored in self.store.objects.items() if name == bucket)
         fault = self._listing_faults.get(bucket)
-        entries = self._entries(objects, prefix, fault)
-        return entries if key_range is None else key_range.filter(entries)
+        entries = self._entries(objects, prefix, fault, path_order=self.path_order)
+        if key_range is None:
+            return entries
+        # As BotocoreBackend: a range stops past its end only where S3's order is trusted.
+        return key_range.filter(entries) if self.listing_order is ListingOrder.S3 else key_range.select(entries)
 
     @staticmethod
-    def _entries(objects: list[tuple[str, StoredObject]], prefix: str, fault: _ListingFault | None) -> Iterator[Entry]:
+    def _entries(
+        objects: list[tuple[str, StoredObject]], prefix: str, fault: _ListingFault | None, *, path_order: bool
+    ) -> Iterator[Entry]:
         yielded = 0
-        # S3 orders keys by their UTF-8 bytes.
-        for key, stored in sorted(objects, key=lambda item: item[0].encode("utf-8")):
+        # S3 orders keys by their UTF-8 bytes; some servers by path segments.
+        order = (lambda item: item[0].split("/")) if path_order else (lambda item: item[0].encode("utf-8"))
+        for key, stored in sorted(objects, key=order):
             if not key.startswith(prefix) or (key.endswith("/") and not stored.data):
                 continue
             if fault is not None and yielded >= fault.after:

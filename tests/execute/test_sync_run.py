@@ -5,12 +5,10 @@ workers, verification of streams, lock and tag follow-ups, SlowDowns — no S3 s
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from airflow_s3sync.errors import S3SyncError
-from airflow_s3sync.execute import run as run_module
 from airflow_s3sync.execute.run import SyncOptions, SyncRun
-from airflow_s3sync.execute.runner import JobRunner
 from airflow_s3sync.hooks.backend import IncompleteUpload, ObjectRef, Written
 from airflow_s3sync.hooks.crt import CAPABILITIES as CRT
 from airflow_s3sync.hooks.native import CAPABILITIES as OBSTORE
@@ -30,50 +26,12 @@ from airflow_s3sync.plan import CompareMode
 from airflow_s3sync.plan.checksum import Digests
 from airflow_s3sync.plan.lock import LockMode, LockState, Retention
 from airflow_s3sync.plan.route import READ_WHOLE_MAX
+from tests.execute.conftest import LogRecorder
 from tests.execute.fakes import FakeBackend, FakeHook, FakeStore, client_error, md5_etag
 
 BUCKET = "bkt"
 OLD = datetime.now(UTC) - timedelta(days=1)
 _VERBS = ("upload: ", "copy: ", "download: ", "delete: ", "(dryrun) ")
-
-
-class LogRecorder(logging.Handler):
-    """The records of the ``test`` logger, formatted."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        super().__init__(logging.DEBUG)
-        self.logger = logger
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def at(self, level: int) -> list[str]:
-        return [record.getMessage() for record in self.records if record.levelno == level]
-
-    def actions(self) -> list[str]:
-        """The ``aws s3 sync`` lines."""
-        return [message for message in self.at(logging.INFO) if message.startswith(_VERBS)]
-
-
-@pytest.fixture
-def log() -> Iterator[LogRecorder]:
-    logger = logging.getLogger("test")
-    recorder = LogRecorder(logger)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(recorder)
-    try:
-        yield recorder
-    finally:
-        logger.removeHandler(recorder)
-        logger.setLevel(level)
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The run's transfer and checker workers wait 10 ms before a retry, not half a second."""
-    monkeypatch.setattr(run_module, "JobRunner", functools.partial(JobRunner, backoff=0.01))
 
 
 def hook_of(side: FakeBackend | FakeHook | None) -> FakeHook | None:
