@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.locks import write_lock_change
+from airflow_s3sync.execute.repeated import RepeatedErrors
 from airflow_s3sync.execute.report import Tally
 from airflow_s3sync.execute.runner import Job, JobRunner
 from airflow_s3sync.hooks.backend import Backend, ObjectRef, is_transient
@@ -117,13 +118,22 @@ class RetentionRun:
         self.log = log
         self.now = now
         self.report = RetentionReport(dryrun=options.dryrun)
-        self.runner = JobRunner(workers=options.max_concurrency, log=log, transient=is_transient)
+        self.repeated = RepeatedErrors(on_streak=self.runner_stop)
+        self.runner = JobRunner(
+            workers=options.max_concurrency, log=log, transient=is_transient, repeated=self.repeated
+        )
+        for backend in {id(source_backend): source_backend, id(dest_backend): dest_backend}.values():
+            backend.listen_for_errors(self.repeated.request_failed)
         self._stopping = threading.Event()
         self._out_of_order = False
 
     def stop(self) -> None:
         """Ask the run to stop: no new object is examined, and the run fails."""
         self._stopping.set()
+        self.runner.stop()
+
+    def runner_stop(self) -> None:
+        """The same server error answers object after object: examine nothing more."""
         self.runner.stop()
 
     def preflight(self) -> None:
@@ -169,7 +179,7 @@ class RetentionRun:
         with self.runner:
             counts = dict(self.report.counts)
             keys = self._keys()
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() and self.repeated.message is None:
                 try:
                     key = next(keys)
                 except StopIteration:
@@ -187,6 +197,8 @@ class RetentionRun:
                 self.runner.submit(self._job(key))
         self.report.retries, self.report.slowdowns = self.runner.retries, self.runner.slowdowns
         problems = []
+        if self.repeated.message is not None:
+            problems.append(self.repeated.message)
         if self._stopping.is_set():
             problems.append("the run was stopped (the task was killed)")
         if listing_error is not None:

@@ -17,6 +17,7 @@ from airflow_s3sync.execute.deletes import DeleteGate, DeleteQueue
 from airflow_s3sync.execute.followups import Followups
 from airflow_s3sync.execute.kinds import COPY_PROPERTIES, Download, Kind, ServerSideCopy, Stream, Upload
 from airflow_s3sync.execute.prefetch import Prefetch
+from airflow_s3sync.execute.repeated import RepeatedErrors
 from airflow_s3sync.execute.report import SyncReport, format_bytes
 from airflow_s3sync.execute.runner import JobRunner
 from airflow_s3sync.execute.sides import LocalSide, S3Side, Side, side_of
@@ -243,6 +244,7 @@ class SyncRun:
             copy_object_lock=options.copy_object_lock,
             followups=followups,
         )
+        self.repeated = RepeatedErrors(on_streak=self._halt)
         self.runner = JobRunner(
             workers=options.max_concurrency,
             log=log,
@@ -250,6 +252,7 @@ class SyncRun:
             progress_interval=options.progress_interval,
             transient=is_transient,
             name="s3sync-transfer",
+            repeated=self.repeated,
         )
         # Content checks have workers of their own, so HeadObjects and hashing never hold a
         # transfer slot (none are needed unless checksum=True).
@@ -258,6 +261,7 @@ class SyncRun:
             log=log,
             transient=is_transient,
             name="s3sync-check",
+            repeated=self.repeated,
         )
         self.transfers = Transfers(
             source=self.source,
@@ -298,6 +302,16 @@ class SyncRun:
             source_access_point=self.source.is_access_point,
             dest_access_point=self.dest.is_access_point,
         )
+
+    def _halt(self) -> None:
+        """The same server error answers object after object: start nothing more (the run
+        fails naming the error, not as a kill would)."""
+        self.checkers.stop()
+        self.runner.stop()
+
+    @property
+    def _halted(self) -> bool:
+        return self._stopping.is_set() or self.repeated.message is not None
 
     def stop(self) -> None:
         """Ask the run to stop: no new transfer or delete starts, and the run fails.
@@ -341,6 +355,7 @@ class SyncRun:
                 s3_side.use_transfer_backends(hook.transfer_backends())
             for backend in s3_side.backends:
                 backend.listen_for_slowdowns(self._slow_down)
+                backend.listen_for_errors(self.repeated.request_failed)
         self.transfers.context = self._route_context()
 
     def _slow_down(self) -> None:
@@ -409,7 +424,7 @@ class SyncRun:
                     continue
                 if error is None:
                     for action in held:
-                        if self._stopping.is_set():
+                        if self._halted:
                             break
                         self._handle(action, deletes, held=None)
                 return deletes, error
@@ -433,7 +448,7 @@ class SyncRun:
                 src_path_prefix=self.source.location.path_prefix,
                 dst_path_prefix=self.dest.location.path_prefix,
             )
-            while not self._stopping.is_set():
+            while not self._halted:
                 try:
                     action = next(actions)
                 except StopIteration:
@@ -506,6 +521,8 @@ class SyncRun:
             self.report.warned(side.warnings)
         incomplete = [side.display() for side in sides if not side.complete]
         problems: list[str] = []
+        if self.repeated.message is not None:
+            problems.append(self.repeated.message)
         if listing_error is not None:
             problems.append(f"a listing failed ({listing_error})")
         if incomplete:

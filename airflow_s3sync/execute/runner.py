@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
-from airflow_s3sync.hooks.backend import is_throttle
+from airflow_s3sync.execute.repeated import RepeatedErrors
+from airflow_s3sync.hooks.backend import error_signature, is_throttle
 
 #: Attempts of one job when its failures are transient (each request inside is retried too).
 JOB_ATTEMPTS = 3
@@ -67,6 +68,8 @@ class JobRunner:
     :param recovery: seconds without a SlowDown in which the concurrency grows back from one job
         to ``workers`` (one more job every ``recovery / workers`` seconds).
     :param name: the prefix of its worker threads' names.
+    :param repeated: told of every object done or failed; when it says the same error answers
+        object after object, the runner stops (see :mod:`airflow_s3sync.execute.repeated`).
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class JobRunner:
         throttled: Callable[[BaseException], bool] = is_throttle,
         recovery: float = SLOWDOWN_RECOVERY,
         name: str = "s3sync",
+        repeated: RepeatedErrors | None = None,
     ) -> None:
         self.workers = workers
+        self.repeated = repeated
         self.log = log
         self.retries = 0
         #: SlowDown answers seen (by a job's attempt, or reported by :meth:`slow_down`).
@@ -211,6 +216,8 @@ class JobRunner:
         while self._enter():
             try:
                 job.run()
+                if self.repeated is not None:
+                    self.repeated.object_done()
                 return
             except BaseException as error:  # noqa: BLE001 - every failure is the job's outcome
                 if isinstance(error, Exception) and self._throttled(error):
@@ -234,6 +241,9 @@ class JobRunner:
     def _report(self, job: Job, error: BaseException) -> None:
         with self._lock:
             self.failures += 1
+        if self.repeated is not None and self.repeated.object_failed(error_signature(error), job.name):
+            self.log.error("stopping: %s", self.repeated.message)
+            self.stop()
         try:
             job.failed(error)
         except Exception:  # a reporting bug must not hang the run

@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from airflow_s3sync.errors import S3RequestError
+from airflow_s3sync.errors import S3RequestError, S3SyncError
 from airflow_s3sync.plan.capabilities import Capabilities
 from airflow_s3sync.plan.checksum import Digests
 from airflow_s3sync.plan.entries import Entry
@@ -177,6 +177,11 @@ class ObjectBackend(Protocol):
         """Call ``listener`` on every SlowDown answer, also those the client retries by itself."""
         ...
 
+    def listen_for_errors(self, listener: ErrorListener) -> None:
+        """Call ``listener`` before retrying a request the server answered with an error (not a
+        throttle); an error it raises ends the request."""
+        ...
+
     def close(self, *, cancel: bool = False) -> None:
         """Finish (or, with ``cancel``, abandon) what is in flight; no new call starts."""
         ...
@@ -214,6 +219,10 @@ class NotCarried:
     def listen_for_slowdowns(self, listener: Callable[[], None]) -> None:
         """A client that tells nobody of the SlowDowns it retries: one it gives up on fails the
         job, and the job runner hears it then (:func:`is_throttle`)."""
+
+    def listen_for_errors(self, listener: ErrorListener) -> None:
+        """A client that retries on its own, unheard: its errors reach the job runner once it
+        gives up."""
 
     def close(self, *, cancel: bool = False) -> None:
         """Nothing to finish: every call blocks until done."""
@@ -345,6 +354,8 @@ def is_transient(error: BaseException) -> bool:
     from s3transfer.exceptions import RetriesExceededError
     from urllib3.exceptions import HTTPError as Urllib3Error
 
+    if isinstance(error, RetryUnchecked):
+        return True
     if isinstance(error, S3RequestError):
         return error.status == 0 or error.status >= 500 or error.code in _TRANSIENT_CODES
     if isinstance(error, ClientError):
@@ -400,3 +411,51 @@ def is_throttle_answer(response: tuple[Any, Mapping[str, Any]] | None) -> bool:
     http_response, parsed = response
     code = str((parsed or {}).get("Error", {}).get("Code", ""))
     return code in THROTTLE_CODES or getattr(http_response, "status_code", None) == 429
+
+
+#: Answers that say something of one object, not of the server: they never make a streak.
+_PER_OBJECT_STATUSES = frozenset({404, 409, 412})
+
+
+def answer_signature(status: int, code: str, message: str) -> str | None:
+    """What identifies one server error answer across objects (``500 InternalError: ...``);
+    ``None`` for throttles (handled by slowing down) and for answers about one object only."""
+    if status == 0 or status in _PER_OBJECT_STATUSES or status == 429 or code in THROTTLE_CODES:
+        return None
+    return f"{status} {code or 'error'}: {message}".rstrip(": ")
+
+
+def error_signature(error: BaseException) -> str | None:
+    """:func:`answer_signature` of the server answer behind ``error``, if there is one."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, RepeatedError):
+        return error.signature
+    if isinstance(error, S3RequestError):
+        return answer_signature(error.status, error.code, error.message)
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        details = error.response.get("Error", {})
+        return answer_signature(status, str(details.get("Code", "")), str(details.get("Message", "")))
+    return None
+
+
+class RetryUnchecked(S3SyncError):
+    """botocore rejected an object's checksum header after its data had streamed on: the next
+    attempt reads it without that check, verified by its ETag (a transient failure)."""
+
+
+class RepeatedError(Exception):
+    """A request given up without retrying: its error has answered many objects in a row.
+
+    :param signature: the error's :func:`answer_signature`.
+    """
+
+    def __init__(self, signature: str, message: str) -> None:
+        self.signature = signature
+        super().__init__(message)
+
+
+#: Called before a client retries a request the server answered with an error: the answer's
+#: :func:`answer_signature` and the object's key; raises :class:`RepeatedError` to give up.
+ErrorListener = Callable[[str, str], None]

@@ -15,24 +15,29 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from itertools import count, islice
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError, NoCredentialsError
 from s3transfer.futures import TransferFuture
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.hooks import unchecked
 from airflow_s3sync.hooks.backend import (
     Backend,
+    ErrorListener,
     IncompleteUpload,
     ListingOrder,
     ObjectData,
     ObjectHead,
     ObjectRef,
     Progress,
+    RetryUnchecked,
     Written,
+    answer_signature,
     is_throttle_answer,
 )
 from airflow_s3sync.hooks.listing import fast_pages
@@ -83,6 +88,10 @@ _XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _TARGET = "s3sync_target"
 _WRITE_ANSWER = ("ETag", "ServerSideEncryption", "SSECustomerAlgorithm")
 _LISTENER_IDS = count()
+#: Bytes per read of an object read without botocore's checksum check.
+_UNCHECKED_CHUNK = 1024 * 1024
+#: Objects remembered with a mislabelled checksum (forgotten all at once beyond this).
+_MISLABELLED_KEPT = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -134,6 +143,24 @@ class _Subscriber(BaseSubscriber):
 
     def on_progress(self, future: TransferFuture, bytes_transferred: int, **kwargs: Any) -> None:
         self._progress(bytes_transferred)
+
+
+class _MislabelGuard:
+    """A GetObject body whose checksum mismatch (found by botocore at the end of the data)
+    is remembered (``remember``) and raised as a :class:`RetryUnchecked`."""
+
+    def __init__(self, body: Any, remember: Callable[..., None], source: ObjectRef, etag: str | None) -> None:
+        self._body, self._remember, self._source, self._etag = body, remember, source, etag
+
+    def read(self, amount: int | None = None) -> bytes:
+        try:
+            return self._body.read(amount)
+        except FlexibleChecksumError as error:
+            self._remember(self._source, self._etag, error)
+            raise RetryUnchecked(f"{self._source}: {error}; it is read again without that check") from error
+
+    def close(self) -> None:
+        self._body.close()
 
 
 class LazyBody:
@@ -197,9 +224,12 @@ class BotocoreBackend:
         #: The answers write_stream waits for (s3transfer does not return them), by target.
         self._written: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._written_lock = threading.Lock()
+        #: Objects (bucket, key, ETag) whose checksum header botocore rejected, and how: read unchecked.
+        self._mislabelled: dict[tuple[str, str, str | None], FlexibleChecksumError] = {}
         for operation in ("PutObject", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _remember_target)
             client.meta.events.register(f"after-call.s3.{operation}", self._record_written)
+        unchecked.install(client.meta.events)
 
     # ------------------------------------------------------------ identity and errors
     @property
@@ -284,6 +314,27 @@ class BotocoreBackend:
 
         self.client.meta.events.register(
             "needs-retry.s3", on_answer, unique_id=f"s3sync-slowdown-{next(_LISTENER_IDS)}"
+        )
+
+    def listen_for_errors(self, listener: ErrorListener) -> None:
+        """Call ``listener`` on every server error answer (not a throttle) to this client's
+        requests before botocore retries it (in this thread or s3transfer's); what it raises
+        ends the request."""
+
+        def on_answer(response: Any = None, request_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+            if response is None:
+                return  # no answer (a connection error): not the server's
+            http_response, parsed = response
+            status = int(getattr(http_response, "status_code", 0) or 0)
+            if status < 300:
+                return
+            details = (parsed or {}).get("Error", {})
+            signature = answer_signature(status, str(details.get("Code", "")), str(details.get("Message", "")))
+            if signature is not None:
+                listener(signature, unquote(urlsplit(str((request_dict or {}).get("url", ""))).path).lstrip("/"))
+
+        self.client.meta.events.register_first(
+            "needs-retry.s3", on_answer, unique_id=f"s3sync-errors-{next(_LISTENER_IDS)}"
         )
 
     # ------------------------------------------------------------ listings
@@ -475,17 +526,55 @@ class BotocoreBackend:
         only when complete, so a failed or killed download never leaves a partial file under the
         final name, nor one a later sync could take for data.
         """
-        with AtomicFile(path) as temp:
-            future = self.transfer_manager.download(
-                source.bucket,
-                source.key,
-                temp.file,
-                extra_args=dict(extra_args),
-                subscribers=[_Subscriber(progress, size, etag)],
-            )
-            self._run(future)
-            temp.commit()
+        reported = 0
+
+        def counted(amount: int) -> None:
+            nonlocal reported
+            reported += amount
+            progress(amount)
+
+        try:
+            with AtomicFile(path) as temp:
+                future = self.transfer_manager.download(
+                    source.bucket,
+                    source.key,
+                    temp.file,
+                    extra_args=dict(extra_args),
+                    subscribers=[_Subscriber(counted, size, etag)],
+                )
+                self._run(future)
+                temp.commit()
+        except FlexibleChecksumError as error:
+            _, reader = self._read_unchecked(source, etag, extra_args, error)
+            progress(-reported)
+            with AtomicFile(path) as temp, reader:
+                while chunk := reader.read(_UNCHECKED_CHUNK):
+                    temp.file.write(chunk)
+                    progress(len(chunk))
+                temp.commit()
         return Written(size, etag=etag)
+
+    def _read_unchecked(
+        self, source: ObjectRef, etag: str | None, read_args: Mapping[str, Any], error: FlexibleChecksumError
+    ) -> tuple[Mapping[str, Any], unchecked.VerifyingReader]:
+        """GetObject of ``source`` (conditional on ``etag``) without botocore's response checksum
+        check, which rejected it (``error``), its bytes verified by the object's MD5 or multipart
+        ETag instead; ``error`` again when the ETag cannot tell (see :mod:`.unchecked`)."""
+        args = {name: value for name, value in read_args.items() if name.startswith("SSECustomer")}
+        expected = self.digests(ref=source, read_args=args)
+        if expected.multipart_etag is not None:
+            expected = self.with_part_size(ref=source, digests=expected)
+        if not unchecked.verifiable(expected):
+            raise error
+        log.warning(
+            "%s: the server's checksum header does not match the bytes (%s); reading it again without "
+            "that check, verified by its ETag",
+            source,
+            error,
+        )
+        with unchecked.without_response_checksum():
+            response = self.client.get_object(**_conditional(source, etag), **dict(read_args))
+        return response, unchecked.VerifyingReader(response["Body"], expected, str(source))
 
     def copy_object(
         self, *, source: ObjectRef, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
@@ -525,9 +614,17 @@ class BotocoreBackend:
 
     def read_object(self, *, source: ObjectRef, etag: str | None) -> ObjectData:
         """One GetObject (conditional on ``etag``) read whole: properties and data."""
-        response = self.client.get_object(**_conditional(source, etag))
-        with response["Body"] as body:
-            data = body.read()
+        try:
+            response = self.client.get_object(**_conditional(source, etag))
+            body = response["Body"]  # not `with`: that gives the raw stream, past botocore's checks
+            try:
+                data = body.read()
+            finally:
+                body.close()
+        except FlexibleChecksumError as error:
+            response, reader = self._read_unchecked(source, etag, {}, error)
+            with reader:
+                data = reader.read()
         return ObjectData(head_of(response), data)
 
     def open_object(self, *, source: ObjectRef, etag: str | None) -> tuple[ObjectHead, LazyBody]:
@@ -535,7 +632,22 @@ class BotocoreBackend:
         conditional on the ETag the head saw, is sent on the first read."""
         head = self.head_object(ref=source, etag=etag)
         conditional = _conditional(source, head.etag)
-        return head, LazyBody(lambda: self.client.get_object(**conditional)["Body"])
+        rejected = self._mislabelled.get((source.bucket, source.key, head.etag))
+        if rejected is not None:
+            return head, LazyBody(lambda: self._read_unchecked(source, head.etag, {}, rejected)[1])
+
+        def checked_body() -> Any:
+            return _MislabelGuard(self.client.get_object(**conditional)["Body"], self._mislabel, source, head.etag)
+
+        return head, LazyBody(checked_body)
+
+    def _mislabel(self, source: ObjectRef, etag: str | None, error: FlexibleChecksumError) -> None:
+        """Remember that botocore rejected the checksum of ``source`` as it is (``etag``): the
+        next read of it goes without that check (the first one failed after streaming on)."""
+        with self._written_lock:
+            if len(self._mislabelled) >= _MISLABELLED_KEPT:
+                self._mislabelled.clear()
+            self._mislabelled[(source.bucket, source.key, etag)] = error
 
     def write_object(
         self, *, dest: ObjectRef, data: bytes, extra_args: Mapping[str, Any], progress: Progress

@@ -44,12 +44,14 @@ from awscrt.exceptions import AwsCrtError
 from airflow_s3sync.errors import S3RequestError
 from airflow_s3sync.hooks.backend import (
     ClientSettings,
+    ErrorListener,
     NotCarried,
     ObjectData,
     ObjectHead,
     ObjectRef,
     Progress,
     Written,
+    answer_signature,
 )
 from airflow_s3sync.plan.capabilities import Capabilities, KeyRule, Operation, bucket_is_plain
 from airflow_s3sync.plan.checksum import md5_etag_possible
@@ -156,9 +158,17 @@ class CrtClient:
 
     :param settings: endpoint, region, credentials, limits.
     :param on_throttle: called (in the calling thread) on every 503 or 429 answer, retried or not.
+    :param on_error: called (in the calling thread) before retrying another server error
+        answer, with its :func:`answer_signature` and the key; what it raises ends the request.
     """
 
-    def __init__(self, settings: CrtSettings, *, on_throttle: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: CrtSettings,
+        *,
+        on_throttle: Callable[[], None] | None = None,
+        on_error: ErrorListener | None = None,
+    ) -> None:
         parts = urlsplit(settings.endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError(f"the endpoint must be http(s)://HOST[:PORT][/PATH], not {settings.endpoint_url!r}")
@@ -166,6 +176,7 @@ class CrtClient:
         self._host = parts.netloc  # with the port: the CRT connects to the Host header's port
         self._base_path = parts.path.rstrip("/")
         self._on_throttle = on_throttle
+        self._on_error = on_error
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         self._credentials = _Credentials(settings.credentials)
         provider = auth.AwsCredentialsProvider.new_delegate(self._credentials.current)
@@ -247,6 +258,10 @@ class CrtClient:
             retryable = outcome.status == 429 or outcome.status >= 500 or outcome.code == "RequestTimeout"
             if outcome.status == 0:
                 retryable = outcome.code.startswith(_CONNECTION_ERRORS) and "INVALID" not in outcome.code
+            if retryable and self._on_error is not None:
+                signature = answer_signature(outcome.status, outcome.code, outcome.message)
+                if signature is not None:
+                    self._on_error(signature, ref.key)
             if not retryable or attempt >= self._settings.max_attempts:
                 raise outcome
             time.sleep(random.random() * min(_BACKOFF_MAX, _BACKOFF_BASE * 2 ** (attempt - 1)))
@@ -448,6 +463,7 @@ class CrtBackend(NotCarried):
             return current.access_key, current.secret_key, current.token
 
         self._listeners: list[Callable[[], None]] = []
+        self._error_listeners: list[ErrorListener] = []
         self._client = CrtClient(
             CrtSettings(
                 endpoint_url=settings.endpoint_url,
@@ -458,6 +474,7 @@ class CrtBackend(NotCarried):
                 verify_tls=settings.verify_tls,
             ),
             on_throttle=self._throttled,
+            on_error=self._errored,
         )
 
     def _throttled(self) -> None:
@@ -467,6 +484,14 @@ class CrtBackend(NotCarried):
     def listen_for_slowdowns(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` on every SlowDown (or 429) answer, retried or not."""
         self._listeners.append(listener)
+
+    def _errored(self, signature: str, key: str) -> None:
+        for listener in list(self._error_listeners):
+            listener(signature, key)
+
+    def listen_for_errors(self, listener: ErrorListener) -> None:
+        """Call ``listener`` before retrying a server error answer (not a throttle)."""
+        self._error_listeners.append(listener)
 
     def copy_object(
         self, *, source: ObjectRef, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress

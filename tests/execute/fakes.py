@@ -260,6 +260,8 @@ class FakeBackend:
         #: ``True`` for each :meth:`close` with ``cancel``, ``False`` without.
         self.closed: list[bool] = []
         self.slowdown_listeners: list[Callable[[], None]] = []
+        #: Told of the server errors a client retries by itself (this fake retries none).
+        self.error_listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.Condition()
         self._faults: list[_Fault] = []
         self._gates: list[_Gate] = []
@@ -511,6 +513,10 @@ class FakeBackend:
     def listen_for_slowdowns(self, listener: Callable[[], None]) -> None:
         with self._lock:
             self.slowdown_listeners.append(listener)
+
+    def listen_for_errors(self, listener: Callable[[str, str], None]) -> None:
+        with self._lock:
+            self.error_listeners.append(listener)
 
     def close(self, *, cancel: bool = False) -> None:
         self._enter("close", "", "", cancel=cancel)

@@ -6,7 +6,10 @@ through a ``FaultProxy`` (tests/faults.py) that answers 500s and 503 SlowDowns, 
 cuts GET bodies in half:
 
 1. upload: local -> moto bucket A (``delete``, ``checksum`` every third round);
-2. server-side copy: A -> moto bucket B, one connection (multipart objects in UploadPartCopy parts);
+2. server-side copy: A -> moto bucket B, one connection, with the default ``copy_cutoff``: one
+   CopyObject per object up to 5 GiB, so moto gives each multipart object's copy the source's
+   composite CRC32 without its "-N" (a checksum header that lies: botocore rejects every full GET
+   of it, and the later legs read it unchecked, verified by its ETag);
 3. streamed copy: B -> a bucket of ``rclone serve s3`` (another endpoint: the bytes go through
    the worker);
 4. download: rclone's bucket -> a local directory (``delete``, ``exact_timestamps``).
@@ -49,11 +52,9 @@ ROUNDS = int(os.environ.get("S3SYNC_SOAK_ROUNDS", "25"))
 RATE = 0.18
 #: Files above the multipart threshold (8 MiB) at once, at most: they cost the most time.
 MAX_BIG = 2
+#: The multipart threshold: big files are above it, so they are uploaded in parts.
+MULTIPART_THRESHOLD = 8 * MIB
 DIRECTORIES = ("", "logs/", "logs/2024/", "img/", "deep/a/b/")
-#: The copy cutoff of leg 2: objects above it are copied in UploadPartCopy parts. Big files are
-#: never exactly this size: in one CopyObject moto would give a multipart object's copy the
-#: source's composite CRC32 without its "-N", which botocore then rejects on every full GET.
-COPY_CUTOFF = 8 * MIB
 
 
 class Tree:
@@ -69,13 +70,13 @@ class Tree:
         return sorted(path for path in self.root.rglob("*") if path.is_file())
 
     def big(self) -> list[Path]:
-        return [path for path in self.files() if path.stat().st_size > COPY_CUTOFF]
+        return [path for path in self.files() if path.stat().st_size > MULTIPART_THRESHOLD]
 
     def _small_size(self) -> int:
         return 0 if self.rng.random() < 0.05 else self.rng.randint(1, 48 * KIB)
 
     def _big_size(self) -> int:
-        return self.rng.randint(COPY_CUTOFF + 1, COPY_CUTOFF + 2 * MIB)
+        return self.rng.randint(MULTIPART_THRESHOLD + 1, MULTIPART_THRESHOLD + 2 * MIB)
 
     def _write(self, path: Path, size: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ class Tree:
             if operation == "add" or not files:
                 self.add()
                 continue
-            path = self.rng.choice([path for path in files if path.stat().st_size <= COPY_CUTOFF] or files)
+            path = self.rng.choice([path for path in files if path.stat().st_size <= MULTIPART_THRESHOLD] or files)
             if operation == "delete":
                 path.unlink()
             elif operation == "resize":
@@ -190,7 +191,7 @@ def test_soak_rounds_of_random_changes_through_every_leg_under_faults(
             checksum=round_number % 3 == 0)  # fmt: skip
         check("upload", round_number, bucket_tree(moto, bucket_a, "data/"), expected)
         leg("copy", round_number, source=f"s3://{bucket_a}/data/", dest=f"s3://{bucket_b}/data/",
-            source_aws_conn_id="soak_moto", dest_aws_conn_id="soak_moto", copy_cutoff=COPY_CUTOFF)  # fmt: skip
+            source_aws_conn_id="soak_moto", dest_aws_conn_id="soak_moto")  # fmt: skip
         check("server-side copy", round_number, bucket_tree(moto, bucket_b, "data/"), expected)
         leg("stream", round_number, source=f"s3://{bucket_b}/data/", dest=f"s3://{bucket_r}/data/",
             source_aws_conn_id="soak_moto", dest_aws_conn_id="soak_rclone")  # fmt: skip
