@@ -13,6 +13,7 @@ from airflow_s3sync.execute.locks import write_lock_change
 from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.execute.sides import LocalSide, S3Side
 from airflow_s3sync.hooks.backend import ObjectRef, Written
+from airflow_s3sync.plan.capabilities import key_is_plain
 from airflow_s3sync.plan.checksum import Digests, parse_etag
 from airflow_s3sync.plan.lock import LockState, decide_lock
 
@@ -44,11 +45,14 @@ class Followups:
         """Check a streamed object: the bytes read match the source's MD5 (when its ETag is
         one), and the destination holds what was sent — by the write's own answer when its ETag
         can be compared, else by a HeadObject: size, and MD5 or multipart ETag. An answer that
-        does not say whether its ETag can be an MD5 and disagrees is checked with a HeadObject.
+        does not say whether its ETag can be an MD5 and disagrees, and the answer for a key that
+        is not plain (:func:`key_is_plain`: a trailing '/', '//', ...), are checked with a HeadObject.
         Raise naming the mismatch."""
         if source_md5 is not None and sent.md5 != source_md5:
             raise S3SyncError(f"verification failed: the bytes read (MD5 {sent.md5}) are not the source's {source_md5}")
-        if written.etag is not None:
+        # An odd key (a trailing '/', '//', ...) may be stored as something else than what was
+        # sent while the answer names what was sent: only a HeadObject tells.
+        if written.etag is not None and key_is_plain(ref.key):
             final = written.md5_etag_possible is not None
             md5, composite = parse_etag(written.etag, md5_etag_possible=written.md5_etag_possible is not False)
             answered = Digests(sent.size, md5=md5, multipart_etag=composite, part_size=sent.part_size)

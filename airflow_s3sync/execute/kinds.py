@@ -16,12 +16,12 @@ from urllib.parse import urlencode
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.followups import Followups
 from airflow_s3sync.execute.sides import LocalSide, S3Side
-from airflow_s3sync.hooks.backend import ObjectHead, Progress
+from airflow_s3sync.hooks.backend import ObjectHead, ObjectRef, Progress
 from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES
-from airflow_s3sync.hooks.digest import ContentHasher, HashingReader
+from airflow_s3sync.hooks.digest import ContentHasher, HashingReader, file_digests
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.capabilities import writes_properties
-from airflow_s3sync.plan.checksum import parse_etag
+from airflow_s3sync.plan.checksum import LocalDigestPlan, parse_etag, recorded_md5, with_recorded_md5
 from airflow_s3sync.plan.lock import write_time_lock
 from airflow_s3sync.plan.route import TransferKind, TransferSpec
 
@@ -46,13 +46,15 @@ class Upload:
     request_args: Mapping[str, Any]
 
     def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
-        """Upload ``src``."""
+        """Upload ``src``; a file written in parts gets its MD5 recorded in the metadata (its
+        ETag will be no MD5), from a read of the file before the upload, as rclone does."""
+        path, args = self.source.source_path(src.key), self.request_args
+        if src.size >= self.dest.backend.multipart_threshold:
+            md5 = file_digests(path, LocalDigestPlan(md5=True)).md5
+            assert md5 is not None
+            args = {**args, "Metadata": with_recorded_md5(args.get("Metadata"), md5)}
         self.dest.backends[spec.backend].upload_file(
-            path=self.source.source_path(src.key),
-            dest=self.dest.object(src.key),
-            size=src.size,
-            extra_args=self.request_args,
-            progress=progress,
+            path=path, dest=self.dest.object(src.key), size=src.size, extra_args=args, progress=progress
         )
 
 
@@ -109,6 +111,7 @@ class ServerSideCopy:
         tags = self.followups.source_tags(self.source, source_ref) if spec.read_tags else None
         args = {**self.request_args, **lock_args}
         if spec.kind is TransferKind.PART_COPY:
+            args = self._with_recorded_md5(source_ref, src, args)
             self.dest.backend.copy_in_parts(
                 source=source_ref,
                 dest=dest_ref,
@@ -125,6 +128,25 @@ class ServerSideCopy:
             self.dest.backend.put_tags(ref=dest_ref, tags=tags)
         if spec.lock_after and state is not None and lock_args:
             self.followups.apply_lock(self.dest, dest_ref, state)
+
+    def _with_recorded_md5(self, source_ref: ObjectRef, src: Entry, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of a copy in parts, so that the copy records the content's MD5 in its
+        metadata (its ETag will be no MD5, and some servers' no MD5 of part MD5s either) when the
+        source's ETag or metadata tells it and the source does not record it already."""
+        if "Metadata" in args and args.get("MetadataDirective") == "REPLACE":
+            return args  # the run's own metadata replaces the source's
+        head = self.source.backend.head_object(ref=source_ref, etag=src.etag)
+        metadata = head.properties.get("Metadata") or {}
+        md5, _ = parse_etag(head.etag, md5_etag_possible=head.md5_etag_possible)
+        if md5 is None or recorded_md5(metadata) is not None:
+            return args
+        properties = {**head.properties, **{name: value for name, value in args.items() if name in COPY_PROPERTIES}}
+        return {
+            **args,
+            **properties,
+            "Metadata": with_recorded_md5(metadata, md5),
+            "MetadataDirective": "REPLACE",
+        }
 
 
 @dataclass
@@ -174,6 +196,12 @@ class Stream:
                 self.dest, dest_ref, sent=hasher.digests(), source_md5=source_md5, written=written
             )
             return
+        # Written in parts, its ETag will be no MD5: the source's MD5, where known, is recorded
+        # in the metadata (and checked against the bytes read).
+        recorded = source_md5 or recorded_md5(args.get("Metadata"))
+        in_parts = head.size >= self.dest.backend.multipart_threshold
+        if recorded is not None and in_parts and "Metadata" not in self.stream_args:
+            args["Metadata"] = with_recorded_md5(args.get("Metadata"), recorded)
         reader = HashingReader(stream, ContentHasher(part_size=self.dest.backend.part_size_for(head.size)))
         try:
             written = self.dest.backend.write_stream(
@@ -182,7 +210,7 @@ class Stream:
         finally:
             reader.close()
         self.followups.verify_written(
-            self.dest, dest_ref, sent=reader.hasher.digests(), source_md5=source_md5, written=written
+            self.dest, dest_ref, sent=reader.hasher.digests(), source_md5=source_md5 or recorded, written=written
         )
         if spec.lock_after and self.copy_object_lock and write_time_lock(head.lock, now=datetime.now(UTC)):
             self.followups.apply_lock(self.dest, dest_ref, head.lock)

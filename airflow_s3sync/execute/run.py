@@ -15,6 +15,7 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.checks import ContentChecker
 from airflow_s3sync.execute.deletes import DeleteGate, DeleteQueue
 from airflow_s3sync.execute.followups import Followups
+from airflow_s3sync.execute.key_probe import KeyProbe
 from airflow_s3sync.execute.kinds import COPY_PROPERTIES, Download, Kind, ServerSideCopy, Stream, Upload
 from airflow_s3sync.execute.prefetch import Prefetch
 from airflow_s3sync.execute.repeated import RepeatedErrors
@@ -24,7 +25,7 @@ from airflow_s3sync.execute.sides import LocalSide, S3Side, Side, side_of
 from airflow_s3sync.execute.spool import Spool
 from airflow_s3sync.execute.stale_uploads import abort_stale_uploads
 from airflow_s3sync.execute.transfers import Transfers
-from airflow_s3sync.hooks.backend import is_transient
+from airflow_s3sync.hooks.backend import ListingOrder, is_transient
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import LocalLocation, Location
 from airflow_s3sync.plan import (
@@ -273,6 +274,12 @@ class SyncRun:
             dryrun=options.dryrun,
             report=self.report,
             log=log,
+            key_probe=KeyProbe(
+                cast(S3Side, self.dest) if self.dest.remote else None,
+                log=log,
+                # S3 keeps every key as written; a dry run writes nothing, not even a probe.
+                active=not options.dryrun and dest_hook is not None and dest_hook.listing_order is not ListingOrder.S3,
+            ),
         )
         self._stopping = threading.Event()
         self.delete_gate = DeleteGate(

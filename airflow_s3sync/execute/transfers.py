@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from airflow_s3sync.execute.checks import ContentChecker
+from airflow_s3sync.execute.key_probe import KeyProbe
 from airflow_s3sync.execute.kinds import Kind
 from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.execute.runner import Job, JobRunner
@@ -51,6 +52,7 @@ class Transfers:
     :param checker: compares contents (``checksum=True``).
     :param transfer_runner: where a check hands an object whose content differs.
     :param dryrun: only report what a content check finds to transfer.
+    :param key_probe: tells which odd keys the destination keeps (others are skipped).
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class Transfers:
         dryrun: bool,
         report: SyncReport,
         log: logging.Logger,
+        key_probe: KeyProbe | None = None,
     ) -> None:
         self.source = source
+        self.key_probe = key_probe
         self.dest = dest
         self.context = context
         self.kinds = dict(kinds)
@@ -97,6 +101,11 @@ class Transfers:
         verb, line = self.direction.value, self.line(src.key)
 
         def run() -> None:
+            refusal = self.key_probe.refusal(src.key) if self.key_probe is not None else None
+            if refusal is not None:
+                self.report.skipped(warning=True)
+                self.log.warning("warning: Skipping file %s. %s", self.source.display(src.key), refusal)
+                return
             progress = _Bytes(self.report)
             spec = self.spec(src)
             try:

@@ -43,7 +43,7 @@ from airflow_s3sync.hooks.backend import (
 from airflow_s3sync.hooks.listing import fast_pages
 from airflow_s3sync.hooks.local import AtomicFile
 from airflow_s3sync.plan.capabilities import Capabilities, Operation
-from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, md5_etag_possible, parse_etag
+from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, md5_etag_possible, parse_etag, recorded_md5
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import LockState, Retention
@@ -405,7 +405,8 @@ class BotocoreBackend:
                 value = response.get(f"Checksum{algorithm}")
                 if value and "-" not in value:
                     checksums[algorithm] = value
-        return Digests(int(response["ContentLength"]), md5, composite, None, checksums)
+        recorded = recorded_md5(response.get("Metadata")) if md5 is None else None
+        return Digests(int(response["ContentLength"]), md5, composite, None, checksums, recorded_md5=recorded)
 
     def with_part_size(self, *, ref: ObjectRef, digests: Digests) -> Digests:
         """``digests`` with the part size of its multipart ETag, from a HeadObject of part 1

@@ -82,6 +82,19 @@ def key_is_plain(key: str) -> bool:
     return all(segment not in ("", ".", "..") for segment in key.split("/"))
 
 
+def rewrite_kind(key: str) -> str | None:
+    """What in the object key ``key`` a server that stores objects as files may rewrite or
+    refuse (``a//b`` stored as ``a/b``, ``/lead`` as ``lead``, ``./x`` refused), described for a
+    log line; ``None`` when there is nothing such."""
+    if key.startswith("/"):
+        return "a leading '/'"
+    if "//" in key:
+        return "'//'"
+    if any(segment in (".", "..") for segment in key.split("/")):
+        return "a '.' or '..' segment"
+    return None
+
+
 def bucket_is_plain(bucket: str) -> bool:
     """Whether ``bucket`` is a plain bucket name, addressed path style on the endpoint by any
     client; not an access point ARN or alias, an Object Lambda alias or a directory bucket

@@ -8,6 +8,8 @@ compared (the caller falls back to size, with a warning).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -20,6 +22,27 @@ _CRYPTOGRAPHIC = ("SHA256", "SHA1")
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _KMS_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
 _MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-(?P<parts>[1-9][0-9]*)$")
+#: The user-metadata key of a content MD5 recorded by the writer (base64), as rclone writes it
+#: for objects written in parts: their ETag is no MD5, and some servers' is not even an
+#: MD5 of part MD5s.
+RECORDED_MD5 = "md5chksum"
+
+
+def recorded_md5(metadata: Mapping[str, str] | None) -> str | None:
+    """The hex MD5 recorded in user ``metadata`` (:data:`RECORDED_MD5`), if it holds one."""
+    value = (metadata or {}).get(RECORDED_MD5)
+    if not value:
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return digest.hex() if len(digest) == 16 else None
+
+
+def with_recorded_md5(metadata: Mapping[str, str] | None, md5: str) -> dict[str, str]:
+    """``metadata`` with the content's hex ``md5`` recorded (:data:`RECORDED_MD5`)."""
+    return {**(metadata or {}), RECORDED_MD5: base64.b64encode(bytes.fromhex(md5)).decode()}
 
 
 class Verdict(Enum):
@@ -39,6 +62,8 @@ class Digests:
     :param multipart_etag: an S3 multipart ETag ``<hex>-<parts>`` (read, or computed).
     :param part_size: the size of the parts ``multipart_etag`` was made of, when known.
     :param checksums: full-object checksums by algorithm (``{"CRC32": "base64"}``).
+    :param recorded_md5: the hex MD5 of the content as its writer recorded it in the user
+        metadata (:data:`RECORDED_MD5`), for objects whose ETag is no MD5.
     """
 
     size: int
@@ -46,6 +71,7 @@ class Digests:
     multipart_etag: str | None = None
     part_size: int | None = None
     checksums: Mapping[str, str] = field(default_factory=dict)
+    recorded_md5: str | None = None
 
     @property
     def parts(self) -> int | None:
@@ -108,7 +134,7 @@ def local_digest_plan(remote: Digests, *, computable: Iterable[str]) -> LocalDig
     """The strongest digest of ``remote`` a local file can be hashed for: its MD5, else a
     cryptographic checksum, else its multipart ETag (when the part size is known), else a CRC —
     among the checksums the machine can compute (``computable``)."""
-    if remote.md5 is not None:
+    if remote.md5 is not None or remote.recorded_md5 is not None:
         return LocalDigestPlan(md5=True)
     available = set(computable) & set(remote.checksums)
     for algorithm in _CRYPTOGRAPHIC:
@@ -127,6 +153,7 @@ def compare_digests(a: Digests, b: Digests) -> tuple[Verdict, str]:
 
     Every digest both sides have is compared: any disagreement means different content;
     otherwise the strongest agreement decides (a 32-bit CRC only when nothing stronger is shared).
+    When they share none, an MD5 recorded in the metadata (:data:`RECORDED_MD5`) decides.
     """
     if a.size != b.size:
         return Verdict.DIFFERENT, f"sizes differ ({a.size}, {b.size})"
@@ -147,6 +174,13 @@ def compare_digests(a: Digests, b: Digests) -> tuple[Verdict, str]:
     if shared:
         strongest = min((name for name, _ in shared), key=_strength)
         return Verdict.SAME, f"{strongest} equal"
+    # Nothing the server computed decides: the MD5 a writer recorded in the metadata may.
+    a_md5, b_md5 = a.md5 or a.recorded_md5, b.md5 or b.recorded_md5
+    if a_md5 is not None and b_md5 is not None:
+        same = a_md5 == b_md5
+        return (
+            Verdict.SAME if same else Verdict.DIFFERENT
+        ), f"MD5 recorded in the metadata {'equal' if same else 'differs'}"
     return Verdict.UNKNOWN, "no checksum both sides have (different part sizes, SSE-KMS or no full-object checksum)"
 
 

@@ -733,6 +733,11 @@ class FakeHook:
         #: How many times :meth:`transfer_backends` built the transfer backends.
         self.built = 0
 
+    @property
+    def listing_order(self) -> ListingOrder:
+        """What the connection says of its server's listings (the full backend's)."""
+        return self.backend.listing_order
+
     def transfer_backends(self) -> tuple[FakeBackend, ...]:
         self.built += 1
         return (*self.fast, self.backend)

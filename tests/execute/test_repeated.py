@@ -56,9 +56,7 @@ def test_throttles_and_answers_about_one_object_make_no_streak(status: int, code
     assert answer_signature(status, code, "m") == signature
 
 
-def test_a_server_error_answering_every_upload_stops_the_run_after_the_streak(
-    tmp_path: Path, log: LogRecorder
-) -> None:
+def test_a_server_error_answering_every_upload_stops_the_run_after_the_streak(tmp_path: Path, log: LogRecorder) -> None:
     dest = FakeBackend()
     src = write_files(tmp_path / "src", {f"f{index:03d}": b"x" for index in range(200)})
     dest.fail(client_error("InternalError", 500), on=["upload_file", "write_object"], times=None)

@@ -23,7 +23,7 @@ from airflow_s3sync.hooks.crt import CAPABILITIES as CRT
 from airflow_s3sync.hooks.native import CAPABILITIES as OBSTORE
 from airflow_s3sync.locations import S3Location, parse_location
 from airflow_s3sync.plan import CompareMode
-from airflow_s3sync.plan.checksum import Digests
+from airflow_s3sync.plan.checksum import Digests, recorded_md5
 from airflow_s3sync.plan.lock import LockMode, LockState, Retention
 from airflow_s3sync.plan.route import READ_WHOLE_MAX
 from tests.execute.conftest import LogRecorder
@@ -256,7 +256,12 @@ def test_same_service_copy_is_one_copy_object_up_to_copy_cutoff_and_in_parts_abo
     assert dest.calls_named("copy_in_parts")[0].details["source_backend"] is source
     assert source.writes() == [] and obstore.calls == []
     assert dest.calls_named("write_stream", "write_object") == []
-    assert source.calls_named("open_object", "read_object", "head_object") == []
+    assert source.calls_named("open_object", "read_object") == []
+    # Only the copy in parts reads the source's head: its MD5 goes into the copy's metadata.
+    assert source.keys_of("head_object") == ["in/above"]
+    part_copy_args = dest.calls_named("copy_in_parts")[0].details["extra_args"]
+    assert part_copy_args["MetadataDirective"] == "REPLACE"
+    assert recorded_md5(part_copy_args["Metadata"]) == md5(b"y" * 101)
     assert store.data("dst", "out/above") == b"y" * 101
     assert report.counts["copied"] == 3
 
@@ -1109,3 +1114,17 @@ def test_stale_multipart_uploads_under_the_prefix_are_aborted_first(
         [] if dryrun else [("p/old", "u1")]
     )
     assert len(dest.uploads[BUCKET]) == (3 if dryrun else 2)
+
+
+def test_a_file_uploaded_in_parts_records_its_md5_in_the_metadata(tmp_path: Path, log: LogRecorder) -> None:
+    dest = FakeBackend(multipart_threshold=100)
+    src = write_files(tmp_path / "src", {"big": b"b" * 100, "small": b"s" * 99})
+
+    make_run(str(src), f"s3://{BUCKET}/p", log, dest_hook=dest, extra_args={"Metadata": {"k": "v"}}).run()
+
+    args = {call.key: call.details["extra_args"] for call in dest.calls_named("upload_file")}
+    assert args["p/big"]["Metadata"] == {
+        "k": "v",
+        "md5chksum": base64.b64encode(bytes.fromhex(md5(b"b" * 100))).decode(),
+    }
+    assert args["p/small"] == {"Metadata": {"k": "v"}}  # one PutObject: its ETag is the MD5

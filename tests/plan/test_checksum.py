@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -14,6 +15,8 @@ from airflow_s3sync.plan.checksum import (
     local_digest_plan,
     multipart_etag,
     parse_etag,
+    recorded_md5,
+    with_recorded_md5,
 )
 
 MD5_A = hashlib.md5(b"a").hexdigest()
@@ -103,3 +106,40 @@ def test_the_strongest_agreement_is_named() -> None:
     assert compare_digests(a, a) == (Verdict.SAME, "SHA256 equal")
     b = Digests(1, md5=MD5_A, checksums={"CRC32": "x"})
     assert compare_digests(b, b) == (Verdict.SAME, "MD5 equal")
+
+
+def test_an_md5_recorded_in_the_metadata_reads_back_and_ignores_what_is_no_md5() -> None:
+    metadata = with_recorded_md5({"owner": "x"}, MD5_A)
+    assert metadata == {"owner": "x", "md5chksum": base64.b64encode(bytes.fromhex(MD5_A)).decode()}
+    assert recorded_md5(metadata) == MD5_A
+    assert recorded_md5({"md5chksum": "not base64!"}) is None
+    assert recorded_md5({"md5chksum": base64.b64encode(b"short").decode()}) is None
+    assert recorded_md5(None) is None
+
+
+FOREIGN = "0" * 32 + "-2"  # a multipart ETag that is no MD5 of part MD5s
+
+
+@pytest.mark.parametrize(
+    ("source", "dest", "verdict"),
+    [
+        # A copy in parts on a server with foreign multipart ETags: the recorded MD5 decides.
+        (Digests(5, md5=MD5_A), Digests(5, multipart_etag=FOREIGN, recorded_md5=MD5_A), Verdict.SAME),
+        (Digests(5, md5=MD5_A), Digests(5, multipart_etag=FOREIGN, recorded_md5=MD5_B), Verdict.DIFFERENT),
+        (Digests(5, recorded_md5=MD5_A), Digests(5, recorded_md5=MD5_A), Verdict.SAME),
+        (Digests(5, md5=MD5_A), Digests(5, multipart_etag=FOREIGN), Verdict.UNKNOWN),
+        # What the server computed wins over what a writer recorded.
+        (Digests(5, md5=MD5_A, recorded_md5=MD5_B), Digests(5, md5=MD5_A, recorded_md5=MD5_A), Verdict.SAME),
+        (Digests(5, md5=MD5_A), Digests(5, md5=MD5_B, recorded_md5=MD5_A), Verdict.DIFFERENT),
+    ],
+)
+def test_a_recorded_md5_decides_only_where_nothing_the_server_computed_does(
+    source: Digests, dest: Digests, verdict: Verdict
+) -> None:
+    assert compare_digests(source, dest)[0] is verdict
+    assert compare_digests(dest, source)[0] is verdict
+
+
+def test_a_local_file_is_hashed_for_an_md5_recorded_in_the_metadata() -> None:
+    plan = local_digest_plan(Digests(5, multipart_etag=FOREIGN, recorded_md5=MD5_A), computable=())
+    assert plan == LocalDigestPlan(md5=True)
