@@ -256,9 +256,12 @@ class LocalTree:
 
     @staticmethod
     def set_mtime(path: str, when: datetime) -> None:
-        """Set atime and mtime to ``when`` truncated to whole seconds.
+        """Set atime and mtime to ``when``, to the microsecond.
 
-        The UTC epoch is used directly, which avoids the AWS CLI's DST bug (aws-cli#6595).
+        S3 gives whole seconds, and so does the AWS CLI; other servers (rclone's) give
+        milliseconds, which a file set to whole seconds would never match again: every
+        ``exact_timestamps`` run would download it anew. The UTC epoch is used directly, which
+        avoids the AWS CLI's DST bug (aws-cli#6595).
         """
-        seconds = int(when.timestamp())
-        os.utime(path, (seconds, seconds))
+        nanoseconds = int(when.replace(microsecond=0).timestamp()) * 1_000_000_000 + when.microsecond * 1_000
+        os.utime(path, ns=(nanoseconds, nanoseconds))

@@ -82,9 +82,14 @@ def test_path_for_stays_inside_the_root(tmp_path):
             tree.path_for(key)
 
 
-def test_set_mtime_truncates_to_whole_seconds(tmp_path):
+def test_set_mtime_keeps_the_microseconds_so_a_listing_reads_the_same_time_back(tmp_path):
     from datetime import UTC, datetime
 
     path = write(tmp_path / "f")
-    LocalTree.set_mtime(str(path), datetime(2026, 3, 29, 1, 30, 59, 900000, tzinfo=UTC))
-    assert os.stat(path).st_mtime == datetime(2026, 3, 29, 1, 30, 59, tzinfo=UTC).timestamp()
+    when = datetime(2026, 3, 29, 1, 30, 59, 708000, tzinfo=UTC)  # rclone's LastModified has milliseconds
+    LocalTree.set_mtime(str(path), when)
+    assert (
+        os.stat(path).st_mtime_ns == int(datetime(2026, 3, 29, 1, 30, 59, tzinfo=UTC).timestamp()) * 10**9 + 708 * 10**6
+    )
+    [entry] = LocalTree(str(tmp_path)).iter_entries()
+    assert entry.mtime == when

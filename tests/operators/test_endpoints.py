@@ -339,3 +339,18 @@ def test_a_small_streamed_object_with_expires_is_read_and_written_by_the_crt_cli
     written = moto.client().get_object(Bucket=dst, Key="k")
     assert (written["Expires"], written["CacheControl"], written["Metadata"]) == (expires, "max-age=60", {"owner": "x"})
     assert written["Body"].read() == b"data"
+
+
+def test_a_download_with_exact_timestamps_from_a_server_with_milliseconds_settles(endpoints, tmp_path) -> None:
+    """rclone's LastModified has milliseconds: the file gets them, so the next run finds the
+    same time and downloads nothing (with whole seconds it would download every file every run)."""
+    bucket = new_bucket(endpoints["rclone"])
+    endpoints["rclone"].client().put_object(Bucket=bucket, Key="a.txt", Body=b"hello")
+    runs = [
+        sync(source=f"s3://{bucket}/", dest=str(tmp_path), source_aws_conn_id="s3_rclone", exact_timestamps=True)
+        for _ in range(2)
+    ]
+    assert [run["downloaded"] for run in runs] == [1, 0]
+    [listed] = endpoints["rclone"].client().list_objects_v2(Bucket=bucket)["Contents"]
+    when = listed["LastModified"]
+    assert (tmp_path / "a.txt").stat().st_mtime_ns == int(when.timestamp()) * 10**9 + when.microsecond * 1000
