@@ -24,6 +24,11 @@ kind, ``requests`` the requests received, ``injected`` lists ``(kind, method, ta
 
 Each client connection gets its own thread and, per request, a fresh connection to the upstream
 (so a request never lands on an upstream connection the server has meanwhile closed).
+
+A subclass can change what the upstream seems to do (tests/quirks.py does) through three methods
+that FaultProxy itself leaves inert, called for the requests that get no fault: ``intercept``
+answers a request itself (the upstream never sees it), ``edit_mode`` asks for the upstream's
+answer to a request, and ``edit_response`` then returns the answer the client gets instead.
 """
 
 from __future__ import annotations
@@ -167,6 +172,36 @@ def _copy_chunked(reader: BinaryIO, write: Callable[[bytes], None]) -> None:
         write(end)
 
 
+def _read_chunked(reader: BinaryIO) -> bytes:
+    """A chunked body, its framing undone (chunk extensions and trailers dropped)."""
+    data = bytearray()
+    while True:
+        line = reader.readline(_MAX_LINE + 1)
+        if not line.endswith(b"\n"):
+            raise ProtocolError("connection closed in a chunk size line")
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ProtocolError(f"bad chunk size line {line!r}") from None
+        if size == 0:
+            while True:
+                trailer = reader.readline(_MAX_LINE + 1)
+                if not trailer.endswith(b"\n"):
+                    raise ProtocolError("connection closed in the trailers")
+                if trailer in (b"\r\n", b"\n"):
+                    return bytes(data)
+        _copy_exactly(reader, size, data.extend)
+        if reader.readline(3) not in (b"\r\n", b"\n"):
+            raise ProtocolError("chunk data not followed by CRLF")
+
+
+def with_body(response: _Message, body: bytes) -> bytes:
+    """``response``'s status line and headers, framed by a ``Content-Length`` of ``body``, then
+    ``body``; ``Content-Length`` and ``Transfer-Encoding`` are replaced, the other headers kept."""
+    head = response.raw(drop=lambda name, value: name in ("content-length", "transfer-encoding"))
+    return head[:-2] + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+
 def _copy_request_body(request: _Message, reader: BinaryIO, write: Callable[[bytes], None]) -> None:
     if request.chunked:
         _copy_chunked(reader, write)
@@ -300,6 +335,28 @@ class FaultProxy:
         """Faults injected so far, by kind (every kind present, zeros included)."""
         with self._lock:
             return {kind: self.faults[kind] for kind in KINDS}
+
+    # extension points: FaultProxy forwards every request and relays every answer unchanged
+
+    def intercept(self, request: _Message) -> bytes | None:
+        """A whole HTTP answer (status line, headers, and a body unless the request is a HEAD) to
+        give instead of forwarding ``request``, whose body is then read and dropped; ``None`` (as
+        here) forwards it. Called for every request that gets no fault, before its body is read."""
+        return None
+
+    def edit_mode(self, request: _Message) -> str | None:
+        """Whether the upstream's answer to ``request`` (forwarded, no fault) goes through
+        ``edit_response``: ``"head"`` for its status line and headers alone (the body then follows
+        unchanged, so it must keep its framing), ``"whole"`` for them and its body read in full
+        (chunked framing undone), or as ``"head"`` when the answer has none (to a HEAD, a 204, a 304);
+        ``None`` (as here) relays it unchanged."""
+        return None
+
+    def edit_response(self, request: _Message, response: _Message, body: bytes | None) -> bytes:
+        """The answer the client gets instead of the upstream's: in ``"head"`` mode (``body`` is
+        ``None``) the status line and headers; in ``"whole"`` mode the whole answer, framed by
+        itself (:func:`with_body` does it). Unchanged here."""
+        return response.raw() if body is None else with_body(response, body)
 
     def __repr__(self) -> str:
         return f"FaultProxy({self.upstream}, rate={self.rate}, requests={self.requests}, faults={self.counts()})"
@@ -448,7 +505,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 return False
             client.sendall(_error_response(kind, method, proxy.requests))
             return _keep_alive(request, None)
-        return self._forward(proxy, client, reader, request, method, kind, key)
+        mode = None
+        if kind is None:
+            answer = proxy.intercept(request)
+            if answer is not None:
+                _copy_request_body(request, reader, _discard)
+                client.sendall(answer)
+                return _keep_alive(request, None)
+            mode = proxy.edit_mode(request)
+        return self._forward(proxy, client, reader, request, method, kind, key, mode)
 
     def _forward(
         self,
@@ -459,6 +524,7 @@ class _Handler(socketserver.BaseRequestHandler):
         method: str,
         kind: str | None,
         key: tuple[str, str, str],
+        mode: str | None = None,
     ) -> bool:
         upstream = socket.create_connection(proxy.upstream, timeout=_UPSTREAM_TIMEOUT)
         up_reader = upstream.makefile("rb", buffering=_PIECE)
@@ -481,13 +547,25 @@ class _Handler(socketserver.BaseRequestHandler):
             no_body = method == "HEAD" or status in (204, 304)
             length = None if no_body or response.chunked else response.content_length
             send = _paced(client.sendall, proxy.bandwidth)
+            if mode == "whole" and not no_body:  # read whole, edited, relayed framed by a Content-Length
+                if response.chunked:
+                    body = _read_chunked(up_reader)
+                elif length is not None:
+                    collected = bytearray()
+                    _copy_exactly(up_reader, length, collected.extend)
+                    body = bytes(collected)
+                else:
+                    body = up_reader.read()
+                send(proxy.edit_response(request, response, body))
+                framed = response.chunked or length is not None
+                return body_complete and framed and _keep_alive(request, response)
             if kind == "truncate":
                 if length:
                     client.sendall(response.raw())
                     _copy_exactly(up_reader, length // 2, send)
                     return False
                 proxy._cancel(kind, key)  # no body to cut: relayed whole, not a fault
-            client.sendall(response.raw())
+            client.sendall(response.raw() if mode is None else proxy.edit_response(request, response, None))
             if no_body:
                 pass
             elif response.chunked:

@@ -14,7 +14,7 @@ from airflow_s3sync.execute.locks import write_lock_change
 from airflow_s3sync.execute.repeated import RepeatedErrors
 from airflow_s3sync.execute.report import Tally
 from airflow_s3sync.execute.runner import Job, JobRunner
-from airflow_s3sync.hooks.backend import Backend, ObjectRef, is_transient
+from airflow_s3sync.hooks.backend import Backend, ListingOrder, ObjectRef, is_transient
 from airflow_s3sync.locations import S3Location
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import Change, ChangeKind, decide_lock
@@ -159,7 +159,8 @@ class RetentionRun:
         for entry in listing:
             if previous is not None and entry.key <= previous and not self._out_of_order:
                 self._out_of_order = True
-                trusted = not key_range.is_full and not whole
+                # Only a range listed with StartAfter and a stop past its end can have missed keys.
+                trusted = not key_range.is_full and not whole and self.source_backend.listing_order is ListingOrder.S3
                 self.log.warning(
                     "%s lists keys out of S3's order (%r came after %r)%s",
                     source.display(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -114,12 +115,22 @@ class S3KeyRangesOperator(BaseOperator):
         location, shards = self._location(), self._shards()
         backend = self.hook.backend
         backend.check_access(bucket=location.bucket, prefix=location.prefix)
-        probes = 0
+        probes, out_of_order = 0, False
 
         def probe(start_after: str | None) -> tuple[list[str], bool]:
-            nonlocal probes
+            nonlocal probes, out_of_order
             probes += 1
-            return backend.list_page(bucket=location.bucket, prefix=location.prefix, start_after=start_after)
+            keys, more = backend.list_page(bucket=location.bucket, prefix=location.prefix, start_after=start_after)
+            if any(later <= earlier for earlier, later in itertools.pairwise(keys)):
+                if not out_of_order:
+                    out_of_order = True
+                    self.log.warning(
+                        "%s lists keys out of S3's order: the ranges still cover every key once (each sync "
+                        "of a range reads and sorts the listing), but their sizes may be uneven",
+                        location.display(),
+                    )
+                keys = sorted(set(keys))
+            return keys, more
 
         max_probes = self.max_probes or default_max_probes(shards)
         ranges = plan_key_ranges(probe, shards, max_probes=max_probes)
