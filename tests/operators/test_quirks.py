@@ -5,6 +5,7 @@ for every object, and (moto's own) a checksum header that lies."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from airflow_s3sync import ObjectLockRetentionOperator, S3KeyRangesOperator, S3SyncOperator
+from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.plan.checksum import recorded_md5
 from tests.conftest import LogLines, new_bucket
 from tests.operators.test_object_lock import in_days, lock_bucket, lock_of, put, set_dest
 from tests.quirks import QuirksProxy
@@ -235,3 +238,120 @@ def test_keys_the_destination_would_rewrite_are_skipped_and_nothing_written_is_d
     # Only the probes were ever rewritten: one per kind and run.
     assert len(proxy.rewritten) == (4 if dest_name == "moto" else 0)
     assert all(".s3sync-probe-" in moved for moved, _ in proxy.rewritten)
+
+
+# --- 3. an answer that lies ------------------------------------------------------------------------
+
+
+def test_a_write_the_server_stores_otherwise_than_it_answers_fails_that_object(
+    moto: S3Server, monkeypatch: pytest.MonkeyPatch, logs: LogLines
+) -> None:
+    """The server keeps ``dir/`` with a body as 0 bytes and answers the PutObject with the MD5 of
+    the body sent: a HeadObject, not the answer, decides, and the object fails."""
+    source, dest = new_bucket(moto), new_bucket(moto)
+    moto.client().put_object(Bucket=source, Key="in/dir/", Body=b"a body under a directory's name")
+    moto.client().put_object(Bucket=source, Key="in/file", Body=b"plain")
+    use_connection(monkeypatch, "moto", moto.connection_json())
+    with QuirksProxy(moto, empty_dir_bodies=True) as proxy:
+        use_connection(monkeypatch, "quirky", proxy.server.connection_json())
+        with pytest.raises(S3SyncError, match=r"1 item\(s\) failed") as raised:
+            sync(
+                source=f"s3://{source}/in/",
+                dest=f"s3://{dest}/out/",
+                source_aws_conn_id="moto",
+                dest_aws_conn_id="quirky",
+            )
+
+    assert proxy.emptied == ["out/dir/"]
+    assert f"s3://{dest}/out/dir/ has 0 bytes, 31 were sent" in str(raised.value)
+    assert [line for line in logs.at("info") if line.startswith("copy: ")] == [
+        f"copy: s3://{source}/in/file to s3://{dest}/out/file"
+    ]
+
+
+# --- 4. content identity that settles --------------------------------------------------------------
+
+
+def test_checksum_settles_after_copies_in_parts_that_get_foreign_etags(
+    moto: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server gives copies made of UploadPartCopy parts a multipart ETag that is no MD5 of
+    part MD5s: the MD5 the copy records in its metadata lets ``checksum=True`` find the content
+    the same, and the second run copies nothing."""
+    bucket = new_bucket(moto)
+    data = os.urandom(9 * MIB)  # above the 8 MiB multipart threshold: copied in parts
+    moto.client().put_object(Bucket=bucket, Key="src/big.bin", Body=data)
+    with QuirksProxy(moto, foreign_copy_etags=True) as proxy:
+        use_connection(monkeypatch, "quirky", proxy.server.connection_json())
+        runs = [
+            sync(
+                source=f"s3://{bucket}/src/",
+                dest=f"s3://{bucket}/dst/",
+                source_aws_conn_id="quirky",
+                dest_aws_conn_id="quirky",
+                copy_cutoff=5 * MIB,
+                checksum=True,
+            )
+            for _ in range(2)
+        ]
+        head = proxy.server.client().head_object(Bucket=bucket, Key="dst/big.bin")
+
+    assert [run["copied"] for run in runs] == [1, 0]
+    assert head["ETag"] == proxy.foreign_etags[(bucket, "dst/big.bin")]  # what the run compared against
+    assert recorded_md5(head["Metadata"]) == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert bucket_tree(moto, bucket, "dst/") == {"big.bin": data}
+
+
+# --- 5. the same failure over and over -------------------------------------------------------------
+
+
+def test_a_server_error_answering_every_object_fails_the_task_within_a_minute(
+    moto: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, logs: LogLines
+) -> None:
+    """SSE-S3 asked for, not configured: every write is answered 500. 1,000 objects would take
+    over an hour of retries; the run stops after 20 objects in a row, naming the error."""
+    bucket = new_bucket(moto)
+    source = write_tree(tmp_path / "source", {f"f{index:04d}": b"x" for index in range(1000)})
+    with QuirksProxy(moto, refuse_sse=True) as proxy:
+        use_connection(monkeypatch, "quirky", proxy.server.connection_json())
+        started = time.monotonic()
+        with pytest.raises(S3SyncError) as raised:
+            sync(
+                source=str(source),
+                dest=f"s3://{bucket}/",
+                dest_aws_conn_id="quirky",
+                extra_args={"ServerSideEncryption": "AES256"},
+            )
+        elapsed = time.monotonic() - started
+
+    message = str(raised.value)
+    assert "the server answered 20 objects in a row with the same error, 500 InternalError" in message
+    assert "(first: upload " in message
+    assert elapsed < 60, elapsed
+    assert proxy.refused_sse < 200, proxy.refused_sse  # not 1,000 objects times their retries
+    assert [line for line in logs.at("error") if line.startswith("stopping: ")] != []
+
+
+# --- 6. a checksum header that lies (moto's own) ---------------------------------------------------
+
+
+def test_an_object_whose_checksum_header_lies_streams_to_another_endpoint_and_downloads(
+    moto: S3Server, rclone: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """moto's CopyObject of a multipart object keeps the composite CRC32 without its "-N":
+    botocore rejects every full GET of the copy; it is read without that check and verified by
+    its ETag, on the way to another endpoint and to a local directory."""
+    from tests.hooks.test_unchecked import DATA, mislabelled_copy
+
+    use_connection(monkeypatch, "moto", moto.connection_json())
+    use_connection(monkeypatch, "rclone", rclone.connection_json())
+    ref = mislabelled_copy(moto)
+    dest = new_bucket(rclone)
+    streamed = sync(
+        source=f"s3://{ref.bucket}/", dest=f"s3://{dest}/", source_aws_conn_id="moto", dest_aws_conn_id="rclone"
+    )
+    downloaded = sync(source=f"s3://{ref.bucket}/", dest=str(tmp_path), source_aws_conn_id="moto")
+
+    assert (streamed["copied"], streamed["failed"], downloaded["downloaded"]) == (2, 0, 2)
+    assert bucket_tree(rclone, dest)["copy"] == DATA
+    assert (tmp_path / "copy").read_bytes() == DATA
