@@ -550,11 +550,14 @@ def scale_demo(args: argparse.Namespace, work: Path, dag_file: Path, dag_id: str
             fail(f"the server lists {len(source)} source objects, {args.objects} were written")
         say(f"rclone serve s3 on {server.endpoint_url}: s3://{SOURCE_BUCKET}/{SOURCE_PREFIX} lists {len(source):,}")
         proxy: FaultProxy | None = None
-        connection = server.connection_json()
+        # rclone serve s3 lists in S3's order, StartAfter included: declared so, each shard lists its
+        # own range rather than the prefix to its end (the default for an endpoint of one's own).
+        order = {"listing_order": "s3"}
+        connection = server.connection_json(**order)
         if args.latency_ms > 0:  # no faults: only the wait; started before and stopped after Airflow
             proxy = FaultProxy(server.endpoint_url, rate=0.0, seed=1, latency=args.latency_ms / 1000)
             stack.enter_context(proxy)
-            connection = connection_json_via(server, proxy.endpoint_url)
+            connection = connection_json_via(server, proxy.endpoint_url, **order)
             say(f"latency proxy on {proxy.endpoint_url}: {args.latency_ms:g} ms per request; the DAG runs use it")
 
         shutil.copy(dag_file, home / "dags")

@@ -151,3 +151,25 @@ def test_only_the_answers_a_streamed_write_waits_for_are_kept(moto_default, tmp_
     assert written.etag == f'"{hashlib.md5(b"abc").hexdigest()}"' and written.md5_etag_possible
     assert backend._written == {}
     backend.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "check"),  # an endpoint of one's own: not known to list in S3's order
+        ({"listing_order": "s3"}, "s3"),
+        ({"listing_order": "own"}, "own"),
+    ],
+)
+def test_listing_order_comes_from_the_connection_extra(moto, monkeypatch, extra, expected):
+    use_connection(monkeypatch, "aws_default", moto.connection_json(**extra))
+    assert S3SyncHook().listing_order == expected
+    assert S3SyncHook().backend.listing_order == expected
+
+
+def test_listing_order_of_aws_is_s3_and_a_bad_value_is_a_clear_error(monkeypatch):
+    use_connection(monkeypatch, "aws_default", '{"conn_type": "aws", "extra": {"region_name": "eu-west-1"}}')
+    assert S3SyncHook().listing_order == "s3"
+    use_connection(monkeypatch, "aws_default", '{"conn_type": "aws", "extra": {"listing_order": "sorted"}}')
+    with pytest.raises(S3SyncError, match="extra 'listing_order' must be one of 's3', 'check', 'own', not 'sorted'"):
+        S3SyncHook().backend  # noqa: B018
