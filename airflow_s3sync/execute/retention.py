@@ -18,6 +18,7 @@ from airflow_s3sync.hooks.backend import Backend, ListingOrder, ObjectRef, is_tr
 from airflow_s3sync.locations import S3Location
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import Change, ChangeKind, decide_lock
+from airflow_s3sync.plan.merge import ListingOrderError
 
 
 @dataclass(frozen=True)
@@ -155,23 +156,32 @@ class RetentionRun:
             listing = key_range.select(self.source_backend.list_entries(bucket=source.bucket, prefix=source.prefix))
         else:
             listing = self.source_backend.list_entries(bucket=source.bucket, prefix=source.prefix, key_range=key_range)
+        # Only a range listed with StartAfter and a stop past its end can have missed keys.
+        trusted = not key_range.is_full and not whole and self.source_backend.listing_order is ListingOrder.S3
         previous: str | None = None
-        for entry in listing:
-            if previous is not None and entry.key <= previous and not self._out_of_order:
-                self._out_of_order = True
-                # Only a range listed with StartAfter and a stop past its end can have missed keys.
-                trusted = not key_range.is_full and not whole and self.source_backend.listing_order is ListingOrder.S3
-                self.log.warning(
-                    "%s lists keys out of S3's order (%r came after %r)%s",
-                    source.display(),
-                    entry.key,
-                    previous,
-                    ": its key range is listed again, whole" if trusted else "",
-                )
-                if trusted:
-                    raise _Reordered
-            previous = entry.key
-            yield entry.key
+        try:
+            for entry in listing:
+                if previous is not None and entry.key <= previous:
+                    self._say_out_of_order(entry.key, previous, again=trusted)
+                    if trusted:
+                        raise _Reordered
+                previous = entry.key
+                yield entry.key  # examined on its own: in any order, all of a complete listing
+        except ListingOrderError as error:  # found by the listing where it stopped past the range
+            self._say_out_of_order(error.key, error.previous, again=True)
+            raise _Reordered from error
+
+    def _say_out_of_order(self, key: str, previous: str, *, again: bool) -> None:
+        if self._out_of_order:
+            return
+        self._out_of_order = True
+        self.log.warning(
+            "%s lists keys out of S3's order (%r came after %r)%s",
+            self.source.display(),
+            key,
+            previous,
+            ": its key range is listed again, whole" if again else "",
+        )
 
     def run(self) -> RetentionReport:
         """Preflight, then examine every key in the job runner; raise naming failures."""

@@ -7,6 +7,7 @@ tags, deletes and multipart housekeeping.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import mimetypes
 import re
@@ -47,6 +48,7 @@ from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, md5_etag_
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import LockState, Retention
+from airflow_s3sync.plan.merge import ListingOrderError
 
 #: DeleteObjects takes at most this many keys per request.
 DELETE_BATCH_SIZE = 1000
@@ -143,6 +145,15 @@ class _Subscriber(BaseSubscriber):
 
     def on_progress(self, future: TransferFuture, bytes_transferred: int, **kwargs: Any) -> None:
         self._progress(bytes_transferred)
+
+
+def check_rest_of_page(keys: list[str], key_range: KeyRange) -> None:
+    """Where a key range's listing stops (``keys[0]`` is past its end), what the page already
+    read says of the server's order: a key in the range after it, or keys out of order, raise
+    :class:`ListingOrderError` (its side left to the merge to name) instead of a quiet stop."""
+    for previous, key in itertools.pairwise(keys):
+        if key <= previous or key in key_range:
+            raise ListingOrderError("", key, previous)
 
 
 class _MislabelGuard:
@@ -359,12 +370,13 @@ class BotocoreBackend:
             args["StartAfter"] = prefix + key_range.start_after
         start = len(prefix)
         for listed in fast_pages(paginator.paginate(**args)):
-            for key, size, mtime, etag, storage_class in listed:
+            for index, (key, size, mtime, etag, storage_class) in enumerate(listed):
                 if not key.startswith(prefix):
                     raise S3SyncError(f"listing of s3://{bucket}/{prefix} returned the foreign key {key!r}")
                 relative = key[start:]
                 if key_range is not None:
                     if key_range.past_end(relative):
+                        check_rest_of_page([item[0][start:] for item in listed[index:]], key_range)
                         return
                     if relative not in key_range:  # a server that ignores StartAfter
                         continue

@@ -10,7 +10,8 @@ from airflow_s3sync.plan.entries import Entry, Pair
 class ListingOrderError(ValueError):
     """A listing was not strictly ascending; merging it would give wrong decisions.
 
-    :param side: ``"source"`` or ``"destination"``.
+    :param side: ``"source"`` or ``"destination"`` (``""`` when the listing itself found it, for
+        the merge to name).
     :param key: the key that came too late.
     :param previous: the key listed before it.
     """
@@ -36,11 +37,16 @@ def path_order_differs(lower: str, higher: str) -> bool:
 
 def _checked(entries: Iterable[Entry], side: str) -> Iterator[Entry]:
     previous: str | None = None
-    for entry in entries:
-        if previous is not None and entry.key <= previous:
-            raise ListingOrderError(side, entry.key, previous)
-        previous = entry.key
-        yield entry
+    try:
+        for entry in entries:
+            if previous is not None and entry.key <= previous:
+                raise ListingOrderError(side, entry.key, previous)
+            previous = entry.key
+            yield entry
+    except ListingOrderError as error:
+        if error.side:
+            raise
+        raise ListingOrderError(side, error.key, error.previous) from error  # found by the listing itself
 
 
 def merge(src: Iterable[Entry], dst: Iterable[Entry]) -> Iterator[Pair]:

@@ -37,7 +37,7 @@ from airflow_s3sync.hooks.backend import (
     Written,
 )
 from airflow_s3sync.hooks.botocore_backend import CAPABILITIES as BOTOCORE
-from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES, LazyBody
+from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES, LazyBody, check_rest_of_page
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.capabilities import Capabilities, Operation, carries, writes_properties
 from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests
@@ -543,8 +543,20 @@ class FakeBackend:
         entries = self._entries(objects, prefix, fault, path_order=self.path_order)
         if key_range is None:
             return entries
-        # As BotocoreBackend: a range stops past its end only where S3's order is trusted.
-        return key_range.filter(entries) if self.listing_order is ListingOrder.S3 else key_range.select(entries)
+        # As BotocoreBackend: a range stops past its end only where S3's order is trusted, after
+        # a look at the rest of the page there (the fake's listing is one page).
+        if self.listing_order is not ListingOrder.S3:
+            return key_range.select(entries)
+        return self._ranged(list(entries), key_range)
+
+    @staticmethod
+    def _ranged(entries: list[Entry], key_range: KeyRange) -> Iterator[Entry]:
+        for index, entry in enumerate(entries):
+            if key_range.past_end(entry.key):
+                check_rest_of_page([later.key for later in entries[index:]], key_range)
+                return
+            if entry.key in key_range:
+                yield entry
 
     @staticmethod
     def _entries(

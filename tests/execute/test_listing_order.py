@@ -15,7 +15,9 @@ import pytest
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.listing_order import sorted_entries
+from airflow_s3sync.execute.retention import RetentionOptions, RetentionRun
 from airflow_s3sync.hooks.backend import ListingOrder
+from airflow_s3sync.locations import parse_location
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.merge import merge, path_order_differs
@@ -198,3 +200,51 @@ def test_a_sorted_listing_that_still_repeats_a_key_fails_the_run(log: LogRecorde
     source.list_entries = twice  # type: ignore[method-assign]
     with pytest.raises(S3SyncError, match=r"a listing failed .*duplicate key: 'a' came after 'a'"):
         make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=FakeBackend(), delete=True).run()
+
+
+def test_a_range_trusted_to_s3_order_on_a_server_that_lists_otherwise_is_caught_where_it_stops(
+    log: LogRecorder,
+) -> None:
+    """Declared ``listing_order: s3`` but listing by path segments: the range (, 'a.txt'] stops at
+    'a/b', the first key past it, where 'a-b' and 'a.txt' still come on the same page; that page
+    gives the server away, and the range is listed again, sorted."""
+    source = quirky(listing_order=ListingOrder.S3)
+    fill(source.store, "src", "in/")
+    dest = FakeBackend()
+
+    report = make_run(
+        "s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=dest, key_range=KeyRange(None, "a.txt")
+    ).run()
+
+    assert report.counts["copied"] == 2
+    assert sorted(dest.store.keys("dst")) == ["out/a-b", "out/a.txt"]
+    assert len(order_warnings(log)) == 1
+
+
+@pytest.mark.parametrize("listing_order", [ListingOrder.S3, ListingOrder.CHECK])
+def test_retention_over_a_range_of_a_server_listing_by_path_segments_examines_every_key(
+    log: LogRecorder, listing_order: ListingOrder
+) -> None:
+    source, dest = quirky(listing_order=listing_order), FakeBackend()
+    until = datetime.now(UTC) + timedelta(days=30)
+    for key in KEYS:
+        source.store.put("src", f"in/{key}", b"x", ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=until)
+        dest.store.put("dst", f"out/{key}", b"x")
+    shard = KeyRange(None, "ev/2026-11-01/p0")
+    run = RetentionRun(
+        source=parse_location("s3://src/in/"),
+        dest=parse_location("s3://dst/out/"),
+        source_backend=source,
+        dest_backend=dest,
+        keys=None,
+        options=RetentionOptions(max_concurrency=2),
+        key_range=shard,
+        log=log.logger,
+    )
+
+    report = run.run()
+
+    in_shard = [key for key in KEYS if key in shard]
+    assert report.counts["objects"] == len(in_shard) == 6
+    assert sorted(call.key for call in dest.calls_named("put_retention")) == sorted(f"out/{key}" for key in in_shard)
+    assert len(order_warnings(log)) == 1
