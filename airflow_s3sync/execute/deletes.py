@@ -3,52 +3,30 @@ they must pass to be deleted."""
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.spool import Spool
 
 if TYPE_CHECKING:
     from airflow_s3sync.execute.report import SyncReport
     from airflow_s3sync.execute.sides import Side
 
 
-class DeleteQueue:
-    """An append-only queue of keys kept in a temporary file, so memory stays flat no matter
-    how many deletes a run plans. Keys are stored as JSON strings (S3 keys may hold newlines).
-    """
-
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile("w+", encoding="utf-8")
-        self.count = 0
+class DeleteQueue(Spool):
+    """Destination-only keys waiting for the delete gate, in a temporary file (a
+    :class:`~airflow_s3sync.execute.spool.Spool` of keys), so memory stays flat no matter how
+    many deletes a run plans."""
 
     def add(self, key: str) -> None:
         """Queue ``key`` for deletion."""
-        self._file.write(json.dumps(key) + "\n")
-        self.count += 1
+        super().add(key)
 
     def __iter__(self) -> Iterator[str]:
-        self._file.flush()
-        self._file.seek(0)
-        for line in self._file:
-            yield json.loads(line)
-
-    def close(self) -> None:
-        """Drop the spool file."""
-        self._file.close()
-
-    def __enter__(self) -> DeleteQueue:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        return super().__iter__()
 
 
 class DeleteGate:
