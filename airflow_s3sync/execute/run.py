@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -33,6 +33,7 @@ from airflow_s3sync.plan import (
     ActionKind,
     CompareMode,
     Direction,
+    Entry,
     FilterRule,
     ListingOrderError,
     PathFilter,
@@ -90,6 +91,9 @@ class SyncOptions:
         and deletes; ``None`` is every key.
     :param abort_incomplete_uploads_after: before transferring, abort the destination's
         multipart uploads (under its prefix, in the key range) initiated longer ago than this.
+    :param keys: sync exactly these keys (relative to both locations, sorted, distinct), looked
+        up on both sides (``max_concurrency`` HeadObjects at once per S3 side) instead of
+        listed; ``None`` lists both sides in full.
     """
 
     delete: bool = False
@@ -107,6 +111,7 @@ class SyncOptions:
     copy_cutoff: int = MAX_COPY_OBJECT_SIZE
     key_range: KeyRange | None = None
     abort_incomplete_uploads_after: timedelta | None = None
+    keys: tuple[str, ...] | None = None
 
 
 def direction_of(source: Location, dest: Location) -> Direction:
@@ -384,6 +389,8 @@ class SyncRun:
                 log=self.log,
             )
             self.report.warned(len(errors))
+        if self.options.keys is not None:
+            self.log.info("%d key(s) named: looked up on both sides, nothing listed", len(self.options.keys))
         if self.streamed:
             self.log.info(
                 "source and destination are different endpoints or credentials: "
@@ -443,7 +450,7 @@ class SyncRun:
 
     def _plan_pass(self, path_filter: PathFilter | None, deletes: DeleteQueue, held: Spool) -> BaseException | None:
         """One pass over both listings; the error that ended it early, if any."""
-        listings = [Prefetch(self.source.listing()), Prefetch(self.dest.listing())]
+        listings = [Prefetch(self._entries(self.source)), Prefetch(self._entries(self.dest))]
         try:
             actions = plan(
                 iter(listings[0]),
@@ -470,6 +477,15 @@ class SyncRun:
         finally:
             for listing in listings:
                 listing.close()
+
+    def _entries(self, side: Side) -> Iterator[Entry]:
+        """What the plan compares of ``side``: its listing, or the lookups of ``keys``."""
+        keys = self.options.keys
+        if keys is None:
+            return side.listing()
+        key_range = self.options.key_range
+        in_range = sorted({key for key in keys if key_range is None or key in key_range})
+        return side.lookup(in_range, workers=self.options.max_concurrency)
 
     def _sort_side(self, error: ListingOrderError) -> bool:
         """Sort the listing of the side ``error`` names from now on; whether the plan can start

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +25,9 @@ from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.capabilities import Capabilities, bucket_is_plain
 from airflow_s3sync.plan.checksum import Digests, local_digest_plan
 from airflow_s3sync.plan.key_range import KeyRange
+
+#: Lookups handed to the pool at once (the rest wait as keys, not as futures).
+_LOOKUP_BATCH = 256
 
 
 class Side(Protocol):
@@ -61,6 +65,11 @@ class Side(Protocol):
 
     def listing(self) -> Iterator[Entry]:
         """The entries (in the key range), in S3 key order, streamed."""
+        ...
+
+    def lookup(self, keys: Sequence[str], *, workers: int) -> Iterator[Entry]:
+        """The entries of ``keys`` (sorted) that exist, in their order, as a listing would
+        give them, by ``workers`` lookups at once; nothing is listed."""
         ...
 
     def sort_from_now(self) -> bool:
@@ -178,6 +187,19 @@ class S3Side:
         listed = self.backend.list_entries(bucket=self.bucket, prefix=prefix)
         return sorted_entries(self.key_range.select(listed) if self.key_range is not None else listed)
 
+    def lookup(self, keys: Sequence[str], *, workers: int) -> Iterator[Entry]:
+        """One HeadObject per key, ``workers`` at once, in order; missing keys are left out."""
+        backend = self.backend
+
+        def look(key: str) -> Entry | None:
+            return backend.lookup(ref=self.object(key), key=key)
+
+        with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="s3sync-lookup") as pool:
+            for start in range(0, len(keys), _LOOKUP_BATCH):
+                for entry in pool.map(look, keys[start : start + _LOOKUP_BATCH]):
+                    if entry is not None:
+                        yield entry
+
     def sort_from_now(self) -> bool:
         """Sort the listing from now on; whether that is new."""
         if self.sorts_listing:
@@ -258,6 +280,13 @@ class LocalSide:
     def listing(self) -> Iterator[Entry]:
         """The files below the directory (in the key range), in S3 key order (a lazy walk)."""
         return self.tree.iter_entries(key_range=self.key_range)
+
+    def lookup(self, keys: Sequence[str], *, workers: int) -> Iterator[Entry]:
+        """A ``stat`` per key, in order (fast enough alone); missing files are left out."""
+        for key in keys:
+            entry = self.tree.lookup(key)
+            if entry is not None:
+                yield entry
 
     def sort_from_now(self) -> bool:
         """Nothing to change: the walk itself sorts (a listing out of order is a bug)."""

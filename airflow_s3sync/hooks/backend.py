@@ -270,6 +270,11 @@ class Backend(ObjectBackend, Protocol):
         """HeadObject, conditional on ``etag``."""
         ...
 
+    def lookup(self, *, ref: ObjectRef, key: str) -> Entry | None:
+        """What a listing would say of ``ref`` (as the entry of the compare key ``key``), from a
+        HeadObject: ``None`` when there is no such object, or it is a directory marker."""
+        ...
+
     def open_object(self, *, source: ObjectRef, etag: str | None) -> tuple[ObjectHead, Any]:
         """What a HeadObject tells, and a read-once file object whose GetObject (conditional on
         the ETag) opens on the first read."""

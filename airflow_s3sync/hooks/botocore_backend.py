@@ -403,6 +403,23 @@ class BotocoreBackend:
         it was listed fails."""
         return head_of(self.client.head_object(**_conditional(ref, etag)))
 
+    def lookup(self, *, ref: ObjectRef, key: str) -> Entry | None:
+        """What a listing would say of ``ref`` (as the entry of the compare key ``key``), from
+        one HeadObject: ``None`` when there is no such object, or it is a directory marker
+        (zero bytes, a key ending in ``/``), which listings leave out too."""
+        try:
+            response = self.client.head_object(Bucket=ref.bucket, Key=ref.key)
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
+                return None
+            raise
+        size = int(response["ContentLength"])
+        if size == 0 and ref.key.endswith("/"):
+            return None
+        # HeadObject names the storage class only when it is not STANDARD; listings always do.
+        storage_class = response.get("StorageClass", "STANDARD")
+        return Entry(key, size, response["LastModified"], response.get("ETag"), storage_class)
+
     def digests(self, *, ref: ObjectRef, read_args: Mapping[str, Any] | None = None) -> Digests:
         """What one HeadObject (with ``ChecksumMode``, and ``read_args`` such as SSE-C keys) tells
         of an object's content: an MD5 ETag, a multipart ETag, full-object checksums (see

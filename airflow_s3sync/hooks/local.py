@@ -232,6 +232,26 @@ class LocalTree:
             self._warn(f"File {path} has an invalid timestamp; the epoch (1970-01-01) is used as its time.")
             return _EPOCH
 
+    def lookup(self, key: str) -> Entry | None:
+        """The file of ``key`` as the walk would list it, or ``None``: no such file, not a
+        regular file, a download's temporary file, a symlink not followed, or a key the walk
+        would never list (not canonical: ``a//b``, ``./a``). An error other than a missing
+        file is raised: the lookup is then incomplete."""
+        if not local_key_is_canonical(key):
+            return None
+        path = os.path.join(self.root, *key.split("/"))
+        if is_temp_name(os.path.basename(path)):
+            return None
+        try:
+            if not self.follow_symlinks and _any_link(self.root, key):
+                return None
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return Entry(key=key, size=st.st_size, mtime=self._mtime(path, st))
+
     def path_for(self, key: str) -> str:
         """The absolute local path of ``key``; raises if it would fall outside the root."""
         path = os.path.normpath(os.path.join(self.root, *key.split("/")))
@@ -265,3 +285,19 @@ class LocalTree:
         """
         nanoseconds = int(when.replace(microsecond=0).timestamp()) * 1_000_000_000 + when.microsecond * 1_000
         os.utime(path, ns=(nanoseconds, nanoseconds))
+
+
+def local_key_is_canonical(key: str) -> bool:
+    """Whether ``key`` is a relative path the walk could list: no empty, ``.`` or ``..``
+    segment, no leading or trailing ``/``."""
+    return bool(key) and all(segment not in ("", ".", "..") for segment in key.split("/"))
+
+
+def _any_link(root: str, key: str) -> bool:
+    """Whether the path of ``key`` below ``root``, or a directory on the way, is a symlink."""
+    path = root
+    for segment in key.split("/"):
+        path = os.path.join(path, segment)
+        if os.path.islink(path):
+            return True
+    return False

@@ -14,6 +14,7 @@ from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location, parse_location
 from airflow_s3sync.operators.key_ranges import NamedByKeyRange
 from airflow_s3sync.plan.key_range import parse_key_range
+from airflow_s3sync.plan.keys import relative_keys
 
 
 class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
@@ -36,8 +37,10 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
     :param source_region_name: overrides the source connection's region.
     :param dest_region_name: overrides the destination connection's region.
     :param keys: relative keys to process, e.g. ``sync.output["changed_keys"]`` (cheap, for
-        every run); ``None`` scans every object under the source prefix (keeps replicas in
-        step when a retention was extended or a hold placed later; for a daily run). (templated)
+        every run), or S3 event notification payloads naming them (as
+        :class:`~airflow_s3sync.operators.sync.S3SyncOperator`'s ``keys`` takes them); ``None``
+        scans every object under the source prefix (keeps replicas in step when a retention was
+        extended or a hold placed later; for a daily run). (templated)
     :param copy_legal_hold: set legal holds ON at the destination where the source's are ON.
     :param release_legal_holds: also turn destination holds OFF where the source's are OFF.
     :param bypass_governance_retention: allow shortening GOVERNANCE retention at the destination
@@ -105,13 +108,10 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
         assert isinstance(source, S3Location) and isinstance(dest, S3Location)
         return source, dest
 
-    def _keys(self) -> list[str] | None:
-        keys = self.keys
-        if keys is None:
+    def _keys(self, source: S3Location) -> list[str] | None:
+        if self.keys is None:
             return None
-        if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
-            raise S3SyncError(f"keys must be a list of relative keys or None, got {keys!r}")
-        return list(keys)
+        return relative_keys(self.keys, bucket=source.bucket, prefix=source.prefix)
 
     @cached_property
     def source_hook(self) -> S3SyncHook:
@@ -138,7 +138,7 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
         """Copy retention and legal holds; return the summary."""
         source, dest = self._locations()
         key_range = parse_key_range(self.key_range)
-        keys = self._keys()
+        keys = self._keys(source)
         options = RetentionOptions(
             copy_legal_hold=self.copy_legal_hold,
             release_legal_holds=self.release_legal_holds,

@@ -20,6 +20,7 @@ from airflow_s3sync.locations import Location, S3Location, parse_location
 from airflow_s3sync.operators.key_ranges import NamedByKeyRange
 from airflow_s3sync.plan import CompareMode, build_rules
 from airflow_s3sync.plan.key_range import parse_key_range
+from airflow_s3sync.plan.keys import relative_keys
 from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE
 
 
@@ -85,6 +86,16 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
     :param allow_bucket_root: with ``delete=True``, a destination whose prefix is templated and
         renders empty (``s3://bucket/{{ params.day }}/`` without a day) is refused — it would
         delete across the whole bucket — unless this is true.
+    :param keys: sync exactly these keys and list neither side: a list of keys relative to
+        the source location, or S3 event notification payloads as S3 sends them (a dict with
+        ``Records``, its JSON string, or a list of either; also inside an SQS message's ``Body``
+        or an SNS ``Message``), whose keys are URL-decoded and, outside the source location,
+        left out. Each key is looked up on both sides (one HeadObject per S3 side, or the local
+        file) and decided by the same rules as in a full sync (filters, ``size_only``,
+        ``checksum``, ``exact_timestamps``, ``key_range``); a key missing at the source is
+        deleted at the destination when ``delete=True``, through the same gate. The log lines,
+        summary and ``changed_keys`` are a full sync's; only the one-key preflight listing of
+        each side is sent. ``None`` (the default) lists both sides. (templated)
     :param abort_incomplete_uploads_after: a ``timedelta``: before transferring, abort the
         multipart uploads under the destination prefix (in the key range) initiated longer ago
         than this, as rclone's ``cleanup`` does — parts of uploads a killed worker left behind
@@ -114,7 +125,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
     .. seealso:: :class:`airflow_s3sync.hooks.s3.S3SyncHook`
     """
 
-    template_fields: Sequence[str] = ("source", "dest", "exclude", "include", "filters", "key_range")
+    template_fields: Sequence[str] = ("source", "dest", "exclude", "include", "filters", "key_range", "keys")
     ui_color = "#d9ead3"
 
     def __init__(
@@ -146,6 +157,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         key_range: Sequence[str | None] | str | None = None,
         allow_bucket_root: bool = False,
         abort_incomplete_uploads_after: timedelta | None = None,
+        keys: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -175,6 +187,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         self.key_range = key_range
         self.allow_bucket_root = allow_bucket_root
         self.abort_incomplete_uploads_after = check_abort_after(abort_incomplete_uploads_after)
+        self.keys = keys
         #: Which locations are templates: one whose prefix renders empty is checked in execute().
         self._templated = {name: "{{" in str(getattr(self, name)) for name in ("source", "dest")}
         self._killed = False
@@ -197,6 +210,8 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         self._locations(allow_templates=True)
         if "{{" not in str(key_range):
             parse_key_range(key_range)
+        if keys is not None and "{{" not in str(keys) and not isinstance(keys, (str, dict, list, tuple)):
+            raise S3SyncError(f"keys must be a list of keys or S3 event payloads, got {type(keys).__name__}")
         self.apply_default_assets(kwargs)
 
     def _locations(self, *, allow_templates: bool = False) -> tuple[Location, Location] | None:
@@ -273,6 +288,10 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         assert locations is not None
         source, dest = locations
         key_range = parse_key_range(self.key_range)
+        keys = None
+        if self.keys is not None:
+            bucket, prefix = (source.bucket, source.prefix) if isinstance(source, S3Location) else (None, "")
+            keys = tuple(relative_keys(self.keys, bucket=bucket, prefix=prefix))
         rules = build_rules(exclude=self.exclude, include=self.include, filters=self.filters)
         source_hook, dest_hook = self.source_hook, self.dest_hook
         options = SyncOptions(
@@ -293,6 +312,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
             copy_cutoff=self.copy_cutoff,
             key_range=key_range,
             abort_incomplete_uploads_after=self.abort_incomplete_uploads_after,
+            keys=keys,
         )
         run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log

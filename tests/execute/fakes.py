@@ -661,6 +661,19 @@ class FakeBackend:
         }
         return Digests(len(stored.data), md5=md5, checksums=checksums)
 
+    def lookup(self, *, ref: ObjectRef, key: str) -> Entry | None:
+        self._enter("lookup", ref.bucket, ref.key)
+        try:
+            stored = self.store.get(ref.bucket, ref.key, "HeadObject")
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey"):
+                return None
+            raise
+        if ref.key.endswith("/") and not stored.data:
+            return None
+        storage_class = stored.properties.get("StorageClass", "STANDARD")
+        return Entry(key, len(stored.data), stored.mtime, stored.etag, storage_class)
+
     def with_part_size(self, *, ref: ObjectRef, digests: Digests) -> Digests:
         self._enter("with_part_size", ref.bucket, ref.key)
         return digests
