@@ -211,17 +211,21 @@ def stop(service: Service, grace: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def services(env: dict[str, str], logs: Path, port: int) -> Iterator[dict[str, Service]]:
-    """The API server, the scheduler and the DAG processor, each in its own session; all stopped
-    (last started first) when the block ends, however it ends."""
+def services(
+    env: dict[str, str], logs: Path, port: int, names: tuple[str, ...] = SERVICES
+) -> Iterator[dict[str, Service]]:
+    """The API server, the scheduler and the DAG processor (and the triggerer, if ``names`` has
+    it), each in its own session; all stopped (last started first) when the block ends, however
+    it ends."""
     commands = {
         "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(port)],
         "scheduler": ["scheduler", "--skip-serve-logs"],  # no log server on a fixed port
         "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer", "--skip-serve-logs"],
     }
     started: dict[str, Service] = {}
     try:
-        for name in SERVICES:
+        for name in names:
             log = logs / f"{name}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
@@ -250,9 +254,14 @@ def fail(message: str, running: dict[str, Service] | None = None) -> NoReturn:
     raise SystemExit(f"error: {message}" + (f"\n{tails}" if tails else ""))
 
 
-def wait_healthy(port: int, running: dict[str, Service], timeout: float) -> float:
-    """Wait until the API server answers and reports the database, the scheduler and the DAG
-    processor healthy; return the seconds it took."""
+def wait_healthy(
+    port: int,
+    running: dict[str, Service],
+    timeout: float,
+    parts: tuple[str, ...] = ("metadatabase", "scheduler", "dag_processor"),
+) -> float:
+    """Wait until the API server answers and reports ``parts`` (the database, the scheduler and
+    the DAG processor) healthy; return the seconds it took."""
     start = time.monotonic()
     url = f"http://127.0.0.1:{port}/api/v2/monitor/health"
     health: dict[str, Any] = {}
@@ -263,7 +272,6 @@ def wait_healthy(port: int, running: dict[str, Service], timeout: float) -> floa
                 health = json.load(response)
         except (OSError, urllib.error.URLError, ValueError):
             health = {}
-        parts = ("metadatabase", "scheduler", "dag_processor")
         if health and all((health.get(part) or {}).get("status") == "healthy" for part in parts):
             return time.monotonic() - start
         time.sleep(1)

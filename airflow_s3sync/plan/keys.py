@@ -2,8 +2,9 @@
 
 A value may be a list of keys relative to the source location, or S3 event notification
 payloads as S3 sends them: a dict with ``Records`` (keys URL-encoded, ``+`` for a space), its
-JSON string, or a list of either — also wrapped as an SQS message (``Body``/``body``) or an SNS
-notification (``Message``). Records of other buckets, keys outside the source prefix and
+JSON string, or a list of either — also wrapped as an SQS message (``Body``/``body``), an SNS
+notification (``Message``), the SQS trigger's batch (``message_batch``) or the asset event an
+``AssetWatcher`` makes of it (its extra's ``payload``). Records of other buckets, keys outside the source prefix and
 payloads without records (``s3:TestEvent``) are left out. Pure: no I/O.
 """
 
@@ -69,10 +70,21 @@ def _payload(text: str) -> dict[str, Any] | None:
 
 
 def _is_payload(value: dict[str, Any]) -> bool:
-    return "Records" in value or "Event" in value or any(name in value for name in _WRAPPERS)
+    names = ("Records", "Event", "payload", "message_batch", *_WRAPPERS)
+    return any(name in value for name in names)
 
 
 def _event_keys(payload: dict[str, Any], *, bucket: str | None, prefix: str) -> Iterator[str]:
+    inner_payload = payload.get("payload")
+    if isinstance(inner_payload, dict):  # an asset event's extra, as a trigger's event leaves it
+        yield from _event_keys(inner_payload, bucket=bucket, prefix=prefix)
+        return
+    batch = payload.get("message_batch")
+    if isinstance(batch, list):  # the SQS trigger's event: the messages it received
+        for message in batch:
+            if isinstance(message, dict):
+                yield from _event_keys(message, bucket=bucket, prefix=prefix)
+        return
     for name in _WRAPPERS:
         inner = payload.get(name)
         if isinstance(inner, str):

@@ -47,6 +47,8 @@ EXPECTED = ["a b.txt", "café/+plus", "gone"]
         {"Body": json.dumps(PAYLOAD), "MessageId": "m1"},  # an SQS message, as boto3 gives it
         {"body": json.dumps(PAYLOAD)},  # ... as Airflow's SQS trigger gives it
         {"Body": json.dumps({"Type": "Notification", "Message": json.dumps(PAYLOAD)})},  # SNS through SQS
+        # the extra of the asset event an AssetWatcher makes of the SQS trigger's event
+        [{"from_trigger": True, "payload": {"status": "success", "message_batch": [{"Body": json.dumps(PAYLOAD)}]}}],
     ],
 )
 def test_event_payloads_name_the_url_decoded_keys_of_the_source_location(value: object) -> None:
