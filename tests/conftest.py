@@ -14,6 +14,23 @@ from structlog.testing import capture_logs
 
 from tests.support import S3Server, moto_server, rclone_server, use_connection
 
+#: Fixtures that start a server or an Airflow: a test that uses one (even through another
+#: fixture) is ``slow``.
+_SLOW_FIXTURES = frozenset({"moto", "rclone", "server", "env"})
+#: Folders whose tests all run Airflow or the benchmarks' scripts in subprocesses.
+_SLOW_FOLDERS = ("dags",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that starts a server, an Airflow or a subprocess (see
+    :data:`_SLOW_FIXTURES`, :data:`_SLOW_FOLDERS`, and explicit marks): ``make test-fast``
+    runs the others, ``make test`` all."""
+    tests = Path(__file__).parent
+    for item in items:
+        folder = Path(str(item.path)).relative_to(tests).parts[0]
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or folder in _SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def moto() -> Iterator[S3Server]:

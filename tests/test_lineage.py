@@ -352,6 +352,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # a subprocess
 def test_nothing_breaks_without_the_openlineage_provider(replica, tmp_path):
     server, src, dst = replica
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}

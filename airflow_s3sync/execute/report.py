@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from airflow_s3sync.plan.compare import Direction
@@ -97,6 +98,10 @@ class SyncReport(Tally):
         self.aborted_uploads = 0
         #: The shard of keys the run covered, ``[start_after, end]``; ``None``: every key.
         self.key_range: list[str | None] | None = None
+        #: Objects (and their bytes) planned for transfer so far; ``totals_known`` once all are.
+        self.planned_objects = 0
+        self.planned_bytes = 0
+        self.totals_known = False
 
     def transferred(self, direction: Direction, key: str) -> None:
         """Count one finished (or, in a dry run, planned) transfer that wrote ``key``."""
@@ -105,6 +110,42 @@ class SyncReport(Tally):
             self.changed_keys_total += 1
             if len(self.changed_keys) < self._changed_keys_limit:
                 self.changed_keys.append(key)
+
+    def planned(self, size: int) -> None:
+        """Count one object the run is to transfer, of ``size`` bytes (for progress totals)."""
+        with self._lock:
+            self.planned_objects += 1
+            self.planned_bytes += size
+
+    def plan_complete(self) -> None:
+        """Every object the run transfers is planned: the totals are known."""
+        with self._lock:
+            self.totals_known = True
+
+    def progress_line(self, done: int, in_flight: int) -> str:
+        """The progress line: with totals and an ETA once they are known
+        (``progress: 120 of 1,000 object(s), 1.2 MiB of 10.0 MiB, 2.0 MiB/s, ETA 0:00:05``),
+        before that what is known so far."""
+        elapsed = max(self.elapsed(), 1e-9)
+        with self._lock:
+            sent, objects, size, known = (
+                self.bytes_transferred,
+                self.planned_objects,
+                self.planned_bytes,
+                self.totals_known,
+            )
+        rate = sent / elapsed
+        if not known:
+            return (
+                f"progress: {done:,} of {objects:,}+ object(s) so far, {in_flight:,} in flight, "
+                f"{format_bytes(sent)} of {format_bytes(size)}+, {format_bytes(rate)}/s"
+            )
+        left = max(size - sent, 0)
+        eta = "unknown" if rate <= 0 and left else str(timedelta(seconds=round(left / rate if left else 0)))
+        return (
+            f"progress: {done:,} of {objects:,} object(s), {format_bytes(sent)} of {format_bytes(size)}, "
+            f"{format_bytes(rate)}/s, ETA {eta}"
+        )
 
     def add_bytes(self, count: int) -> None:
         """Add transferred bytes (progress callbacks may report negative amounts on retries)."""

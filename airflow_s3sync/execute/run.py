@@ -19,7 +19,7 @@ from airflow_s3sync.execute.key_probe import KeyProbe
 from airflow_s3sync.execute.kinds import COPY_PROPERTIES, Download, Kind, ServerSideCopy, Stream, Upload
 from airflow_s3sync.execute.prefetch import Prefetch
 from airflow_s3sync.execute.repeated import RepeatedErrors
-from airflow_s3sync.execute.report import SyncReport, format_bytes
+from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.execute.runner import JobRunner
 from airflow_s3sync.execute.sides import LocalSide, S3Side, Side, side_of
 from airflow_s3sync.execute.spool import Spool
@@ -254,7 +254,7 @@ class SyncRun:
         self.runner = JobRunner(
             workers=options.max_concurrency,
             log=log,
-            progress=self._progress_line,
+            progress=self.report.progress_line,
             progress_interval=options.progress_interval,
             transient=is_transient,
             name="s3sync-transfer",
@@ -347,14 +347,6 @@ class SyncRun:
         if not self.options.dryrun:
             self.dest.prepare_as_dest()
 
-    def _progress_line(self, done: int, in_flight: int) -> str:
-        elapsed = max(self.report.elapsed(), 1e-9)
-        transferred = self.report.bytes_transferred
-        return (
-            f"progress: {done} object(s) done, {in_flight} in flight, "
-            f"{format_bytes(transferred)} transferred ({format_bytes(transferred / elapsed)}/s)"
-        )
-
     def _start_backends(self) -> None:
         """Give each S3 side its fast backends (not in a dry run: it moves nothing), route with
         their capabilities, and let every SlowDown answer slow both worker pools at once."""
@@ -441,6 +433,8 @@ class SyncRun:
                         if self._halted:
                             break
                         self._handle(action, deletes, held=None)
+                    self.checkers.wait()  # a check that finds other content plans one more transfer
+                    self.report.plan_complete()
                 return deletes, error
             except BaseException:
                 deletes.close()
@@ -523,6 +517,8 @@ class SyncRun:
             self.checkers.submit(self.transfers.check_job(action))
         else:
             self.log.debug("%s %s: %s", self.direction.value, action.key, action.reason)
+            assert action.pair.src is not None
+            self.report.planned(action.pair.src.size)
             self.runner.submit(self.transfers.job(action))
 
     def _refusal_text(self, action: Action) -> tuple[str, str]:

@@ -138,6 +138,7 @@ class Transfers:
                 self._done(src.key, f"(dryrun) {verb}", line)
             else:
                 self.log.debug("%s %s: content differs (%s)", verb, src.key, reason)
+                self.report.planned(src.size)
                 self.transfer_runner.submit(self.job(action))
 
         return Job(f"compare {line}", run, self._on_failure(verb, line))

@@ -87,6 +87,7 @@ def _peak_while_sorting(count: int) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # about 30 s under tracemalloc
 def test_sorting_a_million_keys_out_of_order_keeps_memory_flat() -> None:
     small_peak, small = _peak_while_sorting(200_000)
     large_peak, large = _peak_while_sorting(1_000_000)

@@ -252,18 +252,25 @@ def test_extra_args_reach_every_written_object(moto_default, tmp_path):
     assert client.head_object(Bucket=bucket, Key="data.bin")["StorageClass"] == "STANDARD_IA"
 
 
-def test_progress_is_logged_while_transferring_and_at_the_end(moto_default, tmp_path, logs):
+def test_progress_shows_totals_and_an_eta_once_the_plan_is_complete(moto_default, tmp_path, logs):
     import re
 
     bucket = new_bucket(moto_default)
-    for n in range(60):
-        write(tmp_path / f"f{n:02d}", "x" * 1000)
-    sync(source=str(tmp_path), dest=f"s3://{bucket}", progress_interval=0.01, max_concurrency=2)
+    for n in range(2000):
+        write(tmp_path / f"d{n // 100:02d}" / f"f{n:04d}", "x" * 1000)
+    sync(source=str(tmp_path), dest=f"s3://{bucket}", progress_interval=0.05, max_concurrency=8)
     progress = [line for line in logs.at("info") if line.startswith("progress: ")]
-    assert len(progress) >= 2
-    pattern = r"progress: \d+ object\(s\) done, \d+ in flight, [\d.]+ (B|KiB|MiB) transferred \([\d.]+ (B|KiB|MiB)/s\)"
-    assert all(re.fullmatch(pattern, line) for line in progress), progress
-    assert progress[-1].startswith("progress: 60 object(s) done, 0 in flight, 58.6 KiB transferred")
+    so_far = (
+        r"progress: [\d,]+ of [\d,]+\+ object\(s\) so far, [\d,]+ in flight, "
+        r"[\d.]+ (B|KiB|MiB) of [\d.]+ (B|KiB|MiB)\+, [\d.]+ (B|KiB|MiB)/s"
+    )
+    totals = (
+        r"progress: [\d,]+ of 2,000 object\(s\), [\d.]+ (B|KiB|MiB) of 1\.9 MiB, [\d.]+ (B|KiB|MiB)/s, "
+        r"ETA \d+:\d\d:\d\d"
+    )
+    assert all(re.fullmatch(so_far, line) or re.fullmatch(totals, line) for line in progress), progress
+    assert any(re.fullmatch(totals, line) for line in progress[:-1]), progress  # while transferring
+    assert re.fullmatch(r"progress: 2,000 of 2,000 object\(s\), 1\.9 MiB of 1\.9 MiB, .*, ETA 0:00:00", progress[-1])
 
 
 @pytest.mark.timeout(120)

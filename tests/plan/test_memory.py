@@ -4,6 +4,8 @@ import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import pytest
+
 from airflow_s3sync.execute.deletes import DeleteQueue
 from airflow_s3sync.plan import ActionKind, Direction, Entry, PathFilter, build_rules, plan
 
@@ -35,6 +37,7 @@ def peak_while_planning(count: int) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # tracemalloc over 200,000 keys
 def test_planning_peak_memory_is_flat_in_the_number_of_keys():
     small_peak, small_actions = peak_while_planning(2_000)
     large_peak, large_actions = peak_while_planning(200_000)
@@ -43,6 +46,7 @@ def test_planning_peak_memory_is_flat_in_the_number_of_keys():
     assert large_peak < small_peak + 64 * 1024, (small_peak, large_peak)
 
 
+@pytest.mark.slow  # tracemalloc
 def test_delete_queue_keeps_keys_on_disk():
     tracemalloc.start()
     try:
