@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_s3sync import metrics
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.retention import RetentionOptions, RetentionRun
 from airflow_s3sync.hooks.s3 import S3SyncHook
@@ -165,7 +167,14 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
         )
         if self._killed:
             run.stop()
-        report = run.run()
+        started = time.monotonic()
+        try:
+            report = run.run()
+        finally:
+            seconds = time.monotonic() - started
+            metrics.emit(
+                run.report.summary(), metrics.RETENTION_COUNTERS, seconds=seconds, tags=metrics.task_tags(self)
+            )
         summary = report.summary()
         self.log.info("summary: %s", summary)
         return summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -10,6 +11,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_s3sync import metrics
 from airflow_s3sync.errors import InvalidLocationError, S3SyncError
 from airflow_s3sync.execute.report import check_changed_keys_limit
 from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_options, check_extra_args, direction_of
@@ -319,13 +321,17 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         )
         if self._killed:  # killed while the run was being prepared
             run.stop()
+        started = time.monotonic()
         try:
             report = run.run()
         except BaseException:
             self._close_hooks(cancel=True)
+            metrics.emit(run.report.summary(), metrics.SYNC_COUNTERS, seconds=time.monotonic() - started,
+                         tags=metrics.task_tags(self))  # fmt: skip
             raise
         self._close_hooks(cancel=False)
         summary = report.summary()
+        metrics.emit(summary, metrics.SYNC_COUNTERS, seconds=time.monotonic() - started, tags=metrics.task_tags(self))
         self.log.info("summary: %s", summary)
         changed_keys: list[str] | None = report.changed_keys
         if report.changed_keys_truncated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -200,3 +201,45 @@ def test_sharded_dag_refuses_before_any_change_when_the_shards_would_delete_too_
     assert "more than max_delete=2" in result.stdout + result.stderr
     listed = client.list_objects_v2(Bucket=dst)["Contents"]
     assert sorted(o["Key"] for o in listed) == stale
+
+
+def test_a_dag_run_sends_the_s3sync_metrics_with_the_counts_of_its_summary(home, moto):
+    """A UDP socket on 127.0.0.1 as Airflow's StatsD host gets ``airflow.s3sync.*`` from the
+    example DAG's run under ``airflow dags test``, with the counts of the run's summary."""
+    import socket
+
+    airflow_home_path, env = home
+    client = moto.client()
+    for bucket in ("example-source", "example-replica"):
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
+    for key in ("data/m1.csv", "data/m2.csv", "data/m3.csv"):
+        client.put_object(Bucket="example-source", Key=key, Body=b"metrics " + key.encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.bind(("127.0.0.1", 0))
+        statsd.settimeout(0.2)
+        metrics_env = {
+            **env,
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(statsd.getsockname()[1]),
+        }
+        result = run_airflow(metrics_env, "dags", "test", DAG_ID, "2026-01-02T00:00:00+00:00", check=False)
+        packets: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                packets += statsd.recv(65536).decode().splitlines()
+
+    assert "success" in dag_run_states(env, DAG_ID), result.stdout[-3000:] + result.stderr[-3000:]
+    summaries = [value for value in xcom_values(airflow_home_path, "return_value") if isinstance(value, dict)]
+    summary = summaries[-1]
+    sent = {}
+    for packet in packets:
+        name, _, rest = packet.partition(":")
+        if name.startswith("airflow.s3sync."):
+            value, kind = rest.split("|")[:2]
+            sent.setdefault(name, []).append((float(value), kind))
+    assert summary["copied"] >= 3
+    assert sent["airflow.s3sync.copied"] == [(summary["copied"], "c")], packets
+    assert sent["airflow.s3sync.bytes"] == [(summary["bytes_transferred"], "c")], packets
+    assert [kind for _, kind in sent["airflow.s3sync.duration"]] == ["ms"], packets
