@@ -69,8 +69,10 @@ def test_bucket_to_local_directory_sets_mtime(aws_default, tmp_path, monkeypatch
         f"download: s3://{bucket}/test2.txt to ./test2.txt",
     ]
     assert summary["downloaded"] == 2
-    head = aws_default.client().head_object(Bucket=bucket, Key="test.txt")
-    assert os.stat(tmp_path / "test.txt").st_mtime == int(head["LastModified"].timestamp())
+    # The object's time as listed (rclone's has milliseconds, moto's whole seconds), exactly.
+    listed = aws_default.client().list_objects_v2(Bucket=bucket, Prefix="test.txt")["Contents"][0]["LastModified"]
+    expected_ns = int(listed.replace(microsecond=0).timestamp()) * 10**9 + listed.microsecond * 1000
+    assert os.stat(tmp_path / "test.txt").st_mtime_ns == expected_ns
     assert (tmp_path / "test2.txt").read_text() == "content of test2.txt"
     assert sorted(os.listdir(tmp_path)) == ["test.txt", "test2.txt"]  # no temporary files left
     logs.clear()
