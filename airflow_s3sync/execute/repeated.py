@@ -11,7 +11,7 @@ from airflow_s3sync.hooks.backend import RepeatedError
 
 #: Objects in a row answered with the same error, no object done in between, that end the run.
 STREAK = 20
-#: Objects in a row answered with the same error from which its requests are no longer retried.
+#: Objects in a row answered with the same error beyond which its requests are no longer retried.
 SUSPECT = 5
 _SHOWN = 5
 
@@ -20,8 +20,9 @@ class RepeatedErrors:
     """Counts the objects answered in a row with the same server error (by its signature,
     :func:`~airflow_s3sync.hooks.backend.answer_signature`); any object done resets it.
 
-    Clients call :meth:`request_failed` before retrying a request: from ``suspect`` objects
-    in a row on, it raises :class:`RepeatedError`, so the request fails at once. The job runner
+    Clients call :meth:`request_failed` before retrying a request: once more than ``suspect``
+    objects in a row got the error, it raises :class:`RepeatedError`, so the request fails at
+    once (those already retrying stop at their next answer). The job runner
     calls :meth:`object_failed` for each object that finally failed and :meth:`object_done` for
     each that succeeded; from ``streak`` objects in a row on, :attr:`message` says why the
     run stops (and ``on_streak`` is called, once).
@@ -46,16 +47,16 @@ class RepeatedErrors:
 
     def request_failed(self, signature: str, key: str) -> None:
         """A request for ``key`` is about to be retried after ``signature``; raises
-        :class:`RepeatedError` when the error has answered ``suspect`` objects in a row."""
+        :class:`RepeatedError` once the error has answered more than ``suspect`` objects in a
+        row — for every request it answers from then on, retries of the first objects too."""
         with self._lock:
             self._same(signature)
             if key not in self._requests:
-                if len(self._requests) >= self.suspect:
-                    raise RepeatedError(
-                        signature,
-                        f"{signature} (the same answer for {len(self._requests)} objects in a row: not retried)",
-                    )
                 self._requests.append(key)
+            count = len(self._requests)
+            if count > self.suspect:
+                message = f"{signature} (the same answer for {count} objects in a row: not retried)"
+                raise RepeatedError(signature, message)
 
     def object_failed(self, signature: str | None, name: str) -> bool:
         """An object finally failed with ``signature`` (``None``: no server answer); whether

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from airflow_s3sync.execute.repeated import RepeatedErrors
-from airflow_s3sync.hooks.backend import error_signature, is_throttle
+from airflow_s3sync.hooks.backend import RetryUnchecked, error_signature, is_throttle
 
 #: Attempts of one job when its failures are transient (each request inside is retried too).
 JOB_ATTEMPTS = 3
@@ -212,7 +212,7 @@ class JobRunner:
             self._slots.release()
 
     def _execute(self, job: Job) -> None:
-        attempt, last_error = 1, None
+        attempt, last_error, rerouted = 1, None, False
         while self._enter():
             try:
                 job.run()
@@ -222,13 +222,19 @@ class JobRunner:
             except BaseException as error:  # noqa: BLE001 - every failure is the job's outcome
                 if isinstance(error, Exception) and self._throttled(error):
                     self.slow_down()
-                if attempt >= self._attempts or not isinstance(error, Exception) or not self._transient(error):
+                if isinstance(error, RetryUnchecked) and not rerouted:
+                    # Not a failure of the attempt: the next one reads another way. Once, at once.
+                    rerouted, delay = True, 0.0
+                    self.log.warning("retrying %s at once: %s", job.name, error)
+                    attempt -= 1
+                elif attempt >= self._attempts or not isinstance(error, Exception) or not self._transient(error):
                     self._report(job, error)
                     return
-                delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1)) * (0.5 + random.random())
-                with self._lock:
-                    self.retries += 1
-                self.log.warning("retrying %s in %.1fs (attempt %d failed: %s)", job.name, delay, attempt, error)
+                else:
+                    delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1)) * (0.5 + random.random())
+                    with self._lock:
+                        self.retries += 1
+                    self.log.warning("retrying %s in %.1fs (attempt %d failed: %s)", job.name, delay, attempt, error)
                 last_error = error
             finally:
                 self._leave()

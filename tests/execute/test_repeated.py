@@ -23,9 +23,11 @@ def test_requests_are_given_up_once_the_error_answered_suspect_objects_in_a_row(
     repeated.request_failed(ERROR, "a")
     repeated.request_failed(ERROR, "a")  # a retry of the same object is no new object
     repeated.request_failed(ERROR, "b")
-    with pytest.raises(RepeatedError, match="the same answer for 2 objects in a row") as raised:
+    with pytest.raises(RepeatedError, match="the same answer for 3 objects in a row") as raised:
         repeated.request_failed(ERROR, "c")
     assert error_signature(raised.value) == ERROR
+    with pytest.raises(RepeatedError):  # the first objects' retries stop too
+        repeated.request_failed(ERROR, "a")
     repeated.object_done()  # one object through: the error does not answer everything
     repeated.request_failed(ERROR, "c")
 

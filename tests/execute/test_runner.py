@@ -11,7 +11,7 @@ import pytest
 
 from airflow_s3sync.execute import runner as runner_module
 from airflow_s3sync.execute.runner import Job, JobRunner
-from airflow_s3sync.hooks.backend import is_throttle, is_transient
+from airflow_s3sync.hooks.backend import RetryUnchecked, is_throttle, is_transient
 from tests.execute.fakes import client_error
 
 LOG = logging.getLogger("test.runner")
@@ -246,6 +246,30 @@ def test_transient_failures_are_retried_up_to_the_attempts_and_counted() -> None
     assert jobs.count("never") == 3 and str(jobs.failures["never"]) == "never timed out"
     assert jobs.count("permanent") == 1 and isinstance(jobs.failures["permanent"], ValueError)
     assert runner.retries == 4
+
+
+def test_a_read_to_be_done_unchecked_takes_no_attempt_once() -> None:
+    """RetryUnchecked (a checksum header that lies) is retried at once and does not count: the
+    job keeps all its attempts for real failures; a second one is an ordinary failure."""
+    jobs = Recorder()
+    failures = {"rerouted": [RetryUnchecked("lies"), TimeoutError("1"), TimeoutError("2")], "twice": []}
+    failures["twice"] = [RetryUnchecked("lies"), RetryUnchecked("lies again"), TimeoutError("1"), TimeoutError("2")]
+
+    def failing(name: str) -> Callable[[], None]:
+        def body() -> None:
+            if failures[name]:
+                raise failures[name].pop(0)
+
+        return body
+
+    runner = JobRunner(workers=1, log=LOG, transient=is_transient, backoff=0.001)
+    with runner:
+        runner.submit(jobs.job("rerouted", failing("rerouted")))
+        runner.submit(jobs.job("twice", failing("twice")))
+
+    assert jobs.count("rerouted") == 4 and "rerouted" not in jobs.failures  # 1 free + 3 attempts
+    assert jobs.count("twice") == 4 and str(jobs.failures["twice"]) == "2"
+    assert runner.retries == 2 + 2
 
 
 def test_leaving_the_runner_with_an_error_stops_it() -> None:

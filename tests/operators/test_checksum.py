@@ -12,6 +12,7 @@ import os
 import time
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 
 from airflow_s3sync import S3SyncOperator
 from tests.conftest import new_bucket, write
@@ -130,7 +131,14 @@ def test_without_a_comparable_checksum_size_decides_with_a_warning(moto, monkeyp
     data = os.urandom(6 * MIB)
     client = moto.client()
     client.put_object(Bucket=dst, Key="k", Body=data)
-    sync(source=f"s3://{dst}", dest=f"s3://{src}", copy_cutoff=0)  # a multipart copy of the same bytes
+    # A multipart copy of the same bytes by another tool: no MD5 recorded in its metadata.
+    client.copy(
+        {"Bucket": dst, "Key": "k"},
+        src,
+        "k",
+        Config=TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB),
+    )
+    assert client.head_object(Bucket=src, Key="k")["ETag"].endswith('-2"')
     logs.clear()
 
     summary = sync(source=f"s3://{src}", dest=f"s3://{dst}", checksum=True)
@@ -138,3 +146,23 @@ def test_without_a_comparable_checksum_size_decides_with_a_warning(moto, monkeyp
     assert (summary["copied"], summary["skipped"], summary["warnings"]) == (0, 1, 1)
     [warning] = [line for line in logs.at("warning") if line.startswith("warning: ")]
     assert warning.startswith(f"warning: compared s3://{src}/k to s3://{dst}/k by size only (weak): ")
+
+
+def test_a_multipart_copy_of_ours_records_its_md5_so_content_decides(moto, monkeypatch, logs):
+    """The same pair, the multipart copy made by the operator: it records the source's MD5 in its
+    metadata (md5chksum), which decides where the ETags cannot."""
+    conn = json.loads(moto.connection_json())
+    conn["extra"]["service_config"] = {"s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB}}}
+    use_connection(monkeypatch, "aws_default", json.dumps(conn))
+    src, dst = new_bucket(moto), new_bucket(moto)
+    data = os.urandom(6 * MIB)
+    client = moto.client()
+    client.put_object(Bucket=dst, Key="k", Body=data)
+    sync(source=f"s3://{dst}", dest=f"s3://{src}", copy_cutoff=0)
+    assert client.head_object(Bucket=src, Key="k")["ETag"].endswith('-1"')  # in parts: no MD5
+    logs.clear()
+
+    summary = sync(source=f"s3://{src}", dest=f"s3://{dst}", checksum=True)
+
+    assert (summary["copied"], summary["skipped"], summary["warnings"]) == (0, 1, 0)
+    assert not [line for line in logs.at("warning") if line.startswith("warning: ")]

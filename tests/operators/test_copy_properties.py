@@ -1,5 +1,7 @@
 """S3 -> S3 copies keep the source's properties, in one request or in parts, unless told otherwise."""
 
+import base64
+import hashlib
 import json
 import os
 
@@ -22,11 +24,12 @@ def test_copies_keep_content_type_and_metadata_single_and_multipart(moto, monkey
     small_parts(moto, monkeypatch)
     src, dst = new_bucket(moto), new_bucket(moto)
     client = moto.client()
-    for key, size in (("small.csv", 100), ("large.csv", PART + 1)):
+    data = {"small.csv": os.urandom(100), "large.csv": os.urandom(PART + 1)}
+    for key, body in data.items():
         client.put_object(
             Bucket=src,
             Key=key,
-            Body=os.urandom(size),
+            Body=body,
             ContentType="text/csv",
             CacheControl="max-age=60",
             Metadata={"owner": "team-a"},
@@ -35,12 +38,15 @@ def test_copies_keep_content_type_and_metadata_single_and_multipart(moto, monkey
     summary = S3SyncOperator(task_id="copy", source=f"s3://{src}", dest=f"s3://{dst}", copy_cutoff=PART).execute({})
 
     assert summary["copied"] == 2
+    # The copy in parts also records the content's MD5 (its ETag is none): md5chksum, as rclone.
+    md5 = base64.b64encode(hashlib.md5(data["large.csv"], usedforsecurity=False).digest()).decode()
+    metadata = {"small.csv": {"owner": "team-a"}, "large.csv": {"owner": "team-a", "md5chksum": md5}}
     for key in ("small.csv", "large.csv"):
         head = client.head_object(Bucket=dst, Key=key)
         assert (head["ContentType"], head.get("CacheControl"), head["Metadata"]) == (
             "text/csv",
             "max-age=60",
-            {"owner": "team-a"},
+            metadata[key],
         ), key
     assert client.head_object(Bucket=dst, Key="large.csv")["ETag"].endswith('-2"')
 
