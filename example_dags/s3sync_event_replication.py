@@ -84,13 +84,14 @@ with DAG(
         triggering_asset_events: Any = None, inlet_events: Any = None, dag_run: Any = None
     ) -> list[dict[str, Any]]:
         """The payloads (SQS message batches) of every asset event that triggered this run, and
-        of those that came after it was queued: Airflow gives a run the events up to the one
-        that queued it, and leaves those arriving while the run is being created to the next
-        run, which only a later event would start. Synced now, and again by that run if it
-        comes, a key costs its lookups twice, no more."""
+        of those that came before it started: Airflow gives a run the events up to the one that
+        queued it, and leaves those arriving while the run is being created to the next run,
+        which only a later event would start. Synced now, and again by that run if it comes, a
+        key costs its lookups twice, no more."""
         events = [event for events in (triggering_asset_events or {}).values() for event in events]
-        if inlet_events is not None and dag_run is not None:
-            events += list(inlet_events[source_events].after(dag_run.run_after.isoformat()))
+        if inlet_events is not None and dag_run is not None and dag_run.start_date is not None:
+            accessor = inlet_events[source_events].after(dag_run.run_after.isoformat())
+            events += list(accessor.before(dag_run.start_date.isoformat()))
         return [event.extra for event in events]
 
     sync = S3SyncOperator(task_id="sync_changed_keys", keys=event_payloads(), delete=True, **common)
