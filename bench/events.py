@@ -36,7 +36,6 @@ for path in (ROOT, ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-import boto3  # noqa: E402
 import scale  # noqa: E402
 from scale import (  # noqa: E402
     airflow_env,
@@ -52,7 +51,7 @@ from scale import (  # noqa: E402
 )
 
 from tests.faults import FaultProxy  # noqa: E402
-from tests.support import connection_json_via, moto_server, run_airflow  # noqa: E402
+from tests.support import connection_json_via, moto_server, notifications_to_a_queue, run_airflow  # noqa: E402
 
 EXAMPLE_DAG = ROOT / "example_dags" / "s3sync_event_replication.py"
 DAG_IDS = ["s3sync_event_replication", "s3sync_event_reconcile"]
@@ -96,21 +95,7 @@ def event_demo(args: argparse.Namespace, work: Path) -> int:
         source, replica = f"events-src-{uuid.uuid4().hex[:8]}", f"events-dst-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=source)
         s3.create_bucket(Bucket=replica, ObjectLockEnabledForBucket=True)
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=moto.endpoint_url,
-            aws_access_key_id=moto.access_key,
-            aws_secret_access_key=moto.secret_key,
-            region_name=moto.region,
-        )
-        queue = sqs.create_queue(QueueName="s3sync-events")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        s3.put_bucket_notification_configuration(
-            Bucket=source,
-            NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
-            },
-        )
+        queue, _ = notifications_to_a_queue(moto, source)
         port = free_port()
         env = airflow_env(home, connection_json_via(moto, proxy.endpoint_url), port, parallelism=4)
         # The queue is reached through the proxy too: the DAG's connection is the only one.

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, MutableMapping
+import uuid
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +244,36 @@ def multipart_uploads(server: S3Server, bucket: str) -> list[str]:
             return []
         raise
     return [f"{upload['Key']} ({upload['UploadId']})" for upload in uploads]
+
+
+def notifications_to_a_queue(server: S3Server, bucket: str) -> tuple[str, Callable[[], list[str]]]:
+    """An SQS queue of ``server``'s (moto's) that receives ``bucket``'s object created and
+    removed notifications: its URL, and a function that drains it (the message bodies, as S3
+    sent them)."""
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name=server.region,
+    )
+    queue = sqs.create_queue(QueueName=f"events-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    server.client().put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
+        },
+    )
+
+    def drain() -> list[str]:
+        bodies: list[str] = []
+        while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            bodies += [message["Body"] for message in messages]
+            sqs.delete_message_batch(
+                QueueUrl=queue,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)],
+            )
+        return bodies
+
+    return queue, drain

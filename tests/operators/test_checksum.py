@@ -122,15 +122,21 @@ def test_multipart_etags_are_recomputed_for_local_files(server, monkeypatch, tmp
     assert server.client().get_object(Bucket=bucket, Key="big.bin")["Body"].read() == changed
 
 
-def test_without_a_comparable_checksum_size_decides_with_a_warning(moto, monkeypatch, logs):
-    """A single-part source and a multipart copy of it: no checksum both have."""
+def a_six_mib_object(moto, monkeypatch):
+    """Two buckets, a 6 MiB object written in one request into the second, and a connection
+    that copies from 5 MiB on in parts: (first bucket, second bucket, client)."""
     conn = json.loads(moto.connection_json())
     conn["extra"]["service_config"] = {"s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB}}}
     use_connection(monkeypatch, "aws_default", json.dumps(conn))
     src, dst = new_bucket(moto), new_bucket(moto)
-    data = os.urandom(6 * MIB)
     client = moto.client()
-    client.put_object(Bucket=dst, Key="k", Body=data)
+    client.put_object(Bucket=dst, Key="k", Body=os.urandom(6 * MIB))
+    return src, dst, client
+
+
+def test_without_a_comparable_checksum_size_decides_with_a_warning(moto, monkeypatch, logs):
+    """A single-part source and a multipart copy of it: no checksum both have."""
+    src, dst, client = a_six_mib_object(moto, monkeypatch)
     # A multipart copy of the same bytes by another tool: no MD5 recorded in its metadata.
     client.copy(
         {"Bucket": dst, "Key": "k"},
@@ -151,13 +157,7 @@ def test_without_a_comparable_checksum_size_decides_with_a_warning(moto, monkeyp
 def test_a_multipart_copy_of_ours_records_its_md5_so_content_decides(moto, monkeypatch, logs):
     """The same pair, the multipart copy made by the operator: it records the source's MD5 in its
     metadata (md5chksum), which decides where the ETags cannot."""
-    conn = json.loads(moto.connection_json())
-    conn["extra"]["service_config"] = {"s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB}}}
-    use_connection(monkeypatch, "aws_default", json.dumps(conn))
-    src, dst = new_bucket(moto), new_bucket(moto)
-    data = os.urandom(6 * MIB)
-    client = moto.client()
-    client.put_object(Bucket=dst, Key="k", Body=data)
+    src, dst, client = a_six_mib_object(moto, monkeypatch)
     sync(source=f"s3://{dst}", dest=f"s3://{src}", copy_cutoff=0)
     assert client.head_object(Bucket=src, Key="k")["ETag"].endswith('-1"')  # in parts: no MD5
     logs.clear()

@@ -5,47 +5,13 @@ synced without listing — a recording proxy sees no ListObjectsV2 but the one-k
 from __future__ import annotations
 
 import json
-import uuid
 
-import boto3
 import pytest
 
 from airflow_s3sync import ObjectLockRetentionOperator, S3SyncOperator
 from tests.conftest import new_bucket
 from tests.operators.test_object_lock import in_days, lock_bucket, lock_of, put
-from tests.support import S3Server, bucket_tree, recorded, use_connection
-
-
-def notifications_to_a_queue(server: S3Server, bucket: str):
-    """An SQS queue of moto's that receives ``bucket``'s object created and removed events; a
-    function that drains it (the message bodies, as S3 sent them)."""
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        region_name=server.region,
-    )
-    queue = sqs.create_queue(QueueName=f"events-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    server.client().put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
-        },
-    )
-
-    def drain() -> list[str]:
-        bodies: list[str] = []
-        while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
-            bodies += [message["Body"] for message in messages]
-            sqs.delete_message_batch(
-                QueueUrl=queue,
-                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)],
-            )
-        return bodies
-
-    return drain
+from tests.support import S3Server, bucket_tree, notifications_to_a_queue, recorded, use_connection
 
 
 def test_keys_from_real_s3_events_sync_exactly_those_keys_without_listing(
@@ -59,7 +25,7 @@ def test_keys_from_real_s3_events_sync_exactly_those_keys_without_listing(
     S3SyncOperator(task_id="full", source=f"s3://{source}/data/", dest=f"s3://{dest}/", source_aws_conn_id="plain",
                    dest_aws_conn_id="plain").execute({})  # fmt: skip
     client.put_object(Bucket=dest, Key="not-named.txt", Body=b"left alone: no event names it")
-    drain = notifications_to_a_queue(moto, source)
+    _, drain = notifications_to_a_queue(moto, source)
     drain()  # the s3:TestEvent of the configuration
 
     client.put_object(Bucket=source, Key="data/a b.txt", Body=b"a key with a space")
@@ -87,7 +53,7 @@ def test_keys_from_real_s3_events_sync_exactly_those_keys_without_listing(
 def test_retention_takes_the_keys_of_s3_events(moto: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     source, dest = lock_bucket(moto), lock_bucket(moto)
     client = moto.client()
-    drain = notifications_to_a_queue(moto, source)
+    _, drain = notifications_to_a_queue(moto, source)
     drain()
     for key in ("k1", "k 2"):
         put(client, dest, key)
