@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from airflow_s3sync.errors import S3RequestError
-from airflow_s3sync.hooks.backend import ObjectRef
+from airflow_s3sync.hooks.backend import ObjectRef, answer_of
 from airflow_s3sync.plan.capabilities import rewrite_kind
 
 if TYPE_CHECKING:
@@ -104,6 +104,5 @@ class KeyProbe:
 
 
 def _status(error: ClientError | S3RequestError) -> int:
-    if isinstance(error, S3RequestError):
-        return error.status
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    answer = answer_of(error)
+    return 0 if answer is None else answer[0]

@@ -351,11 +351,26 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
+def answer_of(error: BaseException) -> tuple[int, str, str] | None:
+    """The HTTP status (0 when no answer came), S3 error code and message of the server answer
+    behind ``error``: a botocore ``ClientError`` or an :class:`S3RequestError`; ``None`` for any
+    other error."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, S3RequestError):
+        return error.status, error.code, error.message
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status, str(details.get("Code", "")), str(details.get("Message", ""))
+    return None
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether another attempt may succeed: connection errors, 5xx answers, SlowDown, bodies
     cut short, timeouts. Never for 403, 404, a failed precondition or a verification mismatch."""
-    from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError, ResponseStreamingError
     from botocore.exceptions import ConnectionError as BotocoreConnectionError
+    from botocore.exceptions import HTTPClientError, IncompleteReadError, ResponseStreamingError
     from s3transfer.exceptions import RetriesExceededError
     from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -363,9 +378,10 @@ def is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, S3RequestError):
         return error.status == 0 or error.status >= 500 or error.code in _TRANSIENT_CODES
-    if isinstance(error, ClientError):
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return status >= 500 or str(error.response.get("Error", {}).get("Code", "")) in _TRANSIENT_CODES
+    answer = answer_of(error)
+    if answer is not None:  # botocore's ClientError
+        status, code, _ = answer
+        return status >= 500 or code in _TRANSIENT_CODES
     if isinstance(
         error,
         BotocoreConnectionError
@@ -394,13 +410,10 @@ THROTTLE_CODES = frozenset(
 def is_throttle(error: BaseException) -> bool:
     """Whether ``error`` says the server is overloaded by requests (S3's ``503 SlowDown``, a 429):
     then fewer objects should be in flight, not only retried later."""
-    from botocore.exceptions import ClientError
-
-    if isinstance(error, S3RequestError):
-        return error.status == 429 or error.code in THROTTLE_CODES
-    if isinstance(error, ClientError):
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return status == 429 or str(error.response.get("Error", {}).get("Code", "")) in THROTTLE_CODES
+    answer = answer_of(error)
+    if answer is not None:
+        status, code, _ = answer
+        return status == 429 or code in THROTTLE_CODES
     try:
         from obstore.exceptions import GenericError
     except ImportError:  # pragma: no cover - obstore is a dependency
@@ -432,17 +445,10 @@ def answer_signature(status: int, code: str, message: str) -> str | None:
 
 def error_signature(error: BaseException) -> str | None:
     """:func:`answer_signature` of the server answer behind ``error``, if there is one."""
-    from botocore.exceptions import ClientError
-
     if isinstance(error, RepeatedError):
         return error.signature
-    if isinstance(error, S3RequestError):
-        return answer_signature(error.status, error.code, error.message)
-    if isinstance(error, ClientError):
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        details = error.response.get("Error", {})
-        return answer_signature(status, str(details.get("Code", "")), str(details.get("Message", "")))
-    return None
+    answer = answer_of(error)
+    return None if answer is None else answer_signature(*answer)
 
 
 class RetryUnchecked(S3SyncError):

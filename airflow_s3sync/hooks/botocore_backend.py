@@ -7,14 +7,13 @@ tags, deletes and multipart housekeeping.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import mimetypes
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from itertools import count, islice
+from itertools import count, islice, pairwise
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -151,7 +150,7 @@ def check_rest_of_page(keys: list[str], key_range: KeyRange) -> None:
     """Where a key range's listing stops (``keys[0]`` is past its end), what the page already
     read says of the server's order: a key in the range after it, or keys out of order, raise
     :class:`ListingOrderError` (its side left to the merge to name) instead of a quiet stop."""
-    for previous, key in itertools.pairwise(keys):
+    for previous, key in pairwise(keys):
         if key <= previous or key in key_range:
             raise ListingOrderError("", key, previous)
 
@@ -237,6 +236,7 @@ class BotocoreBackend:
         self._written_lock = threading.Lock()
         #: Objects (bucket, key, ETag) whose checksum header botocore rejected, and how: read unchecked.
         self._mislabelled: dict[tuple[str, str, str | None], FlexibleChecksumError] = {}
+        self._mislabelled_lock = threading.Lock()
         for operation in ("PutObject", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _remember_target)
             client.meta.events.register(f"after-call.s3.{operation}", self._record_written)
@@ -407,12 +407,9 @@ class BotocoreBackend:
         """What a listing would say of ``ref`` (as the entry of the compare key ``key``), from
         one HeadObject: ``None`` when there is no such object, or it is a directory marker
         (zero bytes, a key ending in ``/``), which listings leave out too."""
-        try:
-            response = self.client.head_object(Bucket=ref.bucket, Key=ref.key)
-        except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
-                return None
-            raise
+        response = self._head_if_there(ref)
+        if response is None:
+            return None
         size = int(response["ContentLength"])
         if size == 0 and ref.key.endswith("/"):
             return None
@@ -451,13 +448,17 @@ class BotocoreBackend:
     def lock_state(self, *, ref: ObjectRef, read_args: Mapping[str, Any] | None = None) -> LockState | None:
         """The current version's retention, legal hold and version id (one HeadObject, with
         ``read_args`` such as SSE-C keys), or ``None`` when the object does not exist."""
+        response = self._head_if_there(ref, read_args)
+        return None if response is None else LockState.from_head(response)
+
+    def _head_if_there(self, ref: ObjectRef, read_args: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
+        """HeadObject's answer (with ``read_args``), or ``None`` when the object is not there."""
         try:
-            response = self.client.head_object(Bucket=ref.bucket, Key=ref.key, **dict(read_args or {}))
+            return self.client.head_object(Bucket=ref.bucket, Key=ref.key, **dict(read_args or {}))
         except ClientError as error:
             if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
                 return None
             raise
-        return LockState.from_head(response)
 
     def put_retention(
         self, *, ref: ObjectRef, retention: Retention, version_id: str | None, bypass_governance: bool = False
@@ -674,7 +675,7 @@ class BotocoreBackend:
     def _mislabel(self, source: ObjectRef, etag: str | None, error: FlexibleChecksumError) -> None:
         """Remember that botocore rejected the checksum of ``source`` as it is (``etag``): the
         next read of it goes without that check (the first one failed after streaming on)."""
-        with self._written_lock:
+        with self._mislabelled_lock:
             if len(self._mislabelled) >= _MISLABELLED_KEPT:
                 self._mislabelled.clear()
             self._mislabelled[(source.bucket, source.key, etag)] = error
