@@ -110,6 +110,8 @@ with DAG(
     max_active_runs=1,
     tags=["s3sync", "example", "events"],
 ) as reconcile:
-    full = S3SyncOperator(task_id="full_sync", delete=True, max_delete=10_000, **common)
+    # Both sides listed by 8 key ranges at once: a remote endpoint's page latency, not the
+    # number of pages, sets how long the daily full listing takes.
+    full = S3SyncOperator(task_id="full_sync", delete=True, max_delete=10_000, listing_threads=8, **common)
     if RETENTION:
         full >> ObjectLockRetentionOperator(task_id="full_retention_scan", **common)

@@ -48,6 +48,10 @@ class Prefetch:
             if self._put(batch):
                 self._put(_Failure(error))
             return
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()  # a listing with threads of its own stops them
         if self._put(batch):
             self._put(_END)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from airflow_s3sync.execute.stale_uploads import abort_stale_uploads
 from airflow_s3sync.execute.transfers import Transfers
 from airflow_s3sync.hooks.backend import ListingOrder, is_transient
 from airflow_s3sync.hooks.s3 import S3SyncHook
+from airflow_s3sync.hooks.throttle import Throttle
 from airflow_s3sync.locations import LocalLocation, Location
 from airflow_s3sync.plan import (
     Action,
@@ -40,8 +42,10 @@ from airflow_s3sync.plan import (
     RefuseReason,
     plan,
 )
+from airflow_s3sync.plan.bandwidth import Bandwidth
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE, RouteContext, TransferKind
+from airflow_s3sync.plan.shards import listing_probes, plan_key_ranges
 
 #: Copy arguments that only mean something to a server-side copy; a streamed copy drops them.
 _SERVER_SIDE_ONLY = frozenset({"MetadataDirective", "TaggingDirective"})
@@ -94,6 +98,12 @@ class SyncOptions:
     :param keys: sync exactly these keys (relative to both locations, sorted, distinct), looked
         up on both sides (``max_concurrency`` HeadObjects at once per S3 side) instead of
         listed; ``None`` lists both sides in full.
+    :param listing_threads: list each S3 side by up to this many key ranges at once (found by
+        sampling the first S3 side's keyspace, as ``S3KeyRangesOperator`` does), merged back into
+        one stream in S3's order; 1 lists each side in one sequence. Not within a ``key_range``.
+    :param max_bandwidth: the most bytes a second the run's transfers move through the worker,
+        all workers together (uploads, downloads, streams between endpoints); the lower of it
+        and the connections' ``max_bandwidth`` extras applies. ``None``: no cap.
     """
 
     delete: bool = False
@@ -112,6 +122,8 @@ class SyncOptions:
     key_range: KeyRange | None = None
     abort_incomplete_uploads_after: timedelta | None = None
     keys: tuple[str, ...] | None = None
+    listing_threads: int = 1
+    max_bandwidth: Bandwidth | None = None
 
 
 def direction_of(source: Location, dest: Location) -> Direction:
@@ -251,6 +263,7 @@ class SyncRun:
             followups=followups,
         )
         self.repeated = RepeatedErrors(on_streak=self._halt)
+        self.throttle = self._throttle(options.max_bandwidth, source_hook, dest_hook)
         self.runner = JobRunner(
             workers=options.max_concurrency,
             log=log,
@@ -331,6 +344,8 @@ class SyncRun:
         Safe to call from another thread or a signal handler (``on_kill``).
         """
         self._stopping.set()
+        if self.throttle is not None:
+            self.throttle.stop()
         self.checkers.stop()
         self.runner.stop()
 
@@ -358,9 +373,57 @@ class SyncRun:
             if not self.options.dryrun:
                 s3_side.use_transfer_backends(hook.transfer_backends())
             for backend in s3_side.backends:
+                if self.throttle is not None:
+                    backend.limit_bandwidth(self.throttle)
                 backend.listen_for_slowdowns(self._slow_down)
                 backend.listen_for_errors(self.repeated.request_failed)
         self.transfers.context = self._route_context()
+
+    @staticmethod
+    def _throttle(
+        bandwidth: Bandwidth | None, source_hook: S3SyncHook | None, dest_hook: S3SyncHook | None
+    ) -> Throttle | None:
+        """The run's bandwidth cap: the lowest of the option and the connections' extras."""
+        for hook in (source_hook, dest_hook):
+            extra = hook.max_bandwidth if hook is not None else None
+            if extra is not None:
+                bandwidth = extra.lower(bandwidth)
+        return None if bandwidth is None else Throttle(bandwidth)
+
+    def _plan_listing_ranges(self) -> None:
+        """Key ranges for the S3 sides to list at once (:attr:`SyncOptions.listing_threads`),
+        sampled on the first S3 side whose listing is not sorted; none for a prefix of one page."""
+        threads, key_range = self.options.listing_threads, self.options.key_range
+        sides = [side for side in (self.source, self.dest) if isinstance(side, S3Side) and not side.sorts_listing]
+        if threads <= 1 or not sides or (key_range is not None and not key_range.is_full):
+            return
+        sampled = sides[0]
+        probes = 0
+
+        @functools.cache
+        def probe(start_after: str | None) -> tuple[list[str], bool]:
+            nonlocal probes
+            probes += 1
+            keys, more = sampled.backend.list_page(
+                bucket=sampled.bucket, prefix=sampled.location.prefix, start_after=start_after
+            )
+            return sorted(set(keys)), more  # a server of its own order: the ranges' checks say so
+
+        if not probe(None)[1]:
+            return  # one page: nothing to gain
+        pairs = plan_key_ranges(probe, threads, max_probes=listing_probes(threads))
+        if len(pairs) < 2:
+            return
+        ranges = tuple(KeyRange(start_after, end) for start_after, end in pairs)
+        for side in sides:
+            side.list_by_ranges(ranges, threads=threads)
+        self.log.info(
+            "listing %s by %d key ranges at once (from %d ListObjectsV2 request(s) of %s)",
+            " and ".join(side.display() for side in sides),
+            len(ranges),
+            probes,
+            sampled.display(),
+        )
 
     def _slow_down(self) -> None:
         self.runner.slow_down()
@@ -383,10 +446,17 @@ class SyncRun:
             self.report.warned(len(errors))
         if self.options.keys is not None:
             self.log.info("%d key(s) named: looked up on both sides, nothing listed", len(self.options.keys))
+        else:
+            self._plan_listing_ranges()
         if self.streamed:
             self.log.info(
                 "source and destination are different endpoints or credentials: "
                 "objects stream through this worker (GetObject -> PutObject / multipart upload)"
+            )
+        if self.throttle is not None:
+            self.log.info(
+                "bandwidth capped at %s, all workers and clients together",
+                self.throttle.bandwidth.describe(),
             )
         path_filter = (
             PathFilter(

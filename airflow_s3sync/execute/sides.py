@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.execute.listing_order import sorted_entries
+from airflow_s3sync.execute.parallel_listing import ParallelListing
 from airflow_s3sync.hooks.backend import Backend, ListingOrder, ObjectBackend, ObjectRef
 from airflow_s3sync.hooks.digest import COMPUTABLE_CHECKSUMS, file_digests
 from airflow_s3sync.hooks.local import LocalTree
@@ -127,6 +128,8 @@ class S3Side:
     :param backends: the backends that may move data, in order of preference, the full one
         last (only ``backend`` until :meth:`use_transfer_backends`).
     :param sort_listing: sort the listing (its server was found listing out of S3's order).
+    :param ranges: key ranges to list at once (:meth:`list_by_ranges`); empty: one sequence.
+    :param listing_threads: how many of ``ranges`` are listed at once.
     """
 
     location: S3Location
@@ -134,6 +137,8 @@ class S3Side:
     key_range: KeyRange | None = None
     backends: tuple[ObjectBackend, ...] = field(default=())
     sort_listing: bool = False
+    ranges: tuple[KeyRange, ...] = ()
+    listing_threads: int = 1
     remote = True
 
     def __post_init__(self) -> None:
@@ -178,14 +183,32 @@ class S3Side:
         an order of its own)."""
         return self.sort_listing or self.backend.listing_order is ListingOrder.OWN
 
+    def list_by_ranges(self, ranges: tuple[KeyRange, ...], *, threads: int) -> None:
+        """List ``ranges`` (a partition of the keyspace, in order) ``threads`` at once from now on
+        (until the listing has to be sorted)."""
+        self.ranges, self.listing_threads = ranges, threads
+
     def listing(self) -> Iterator[Entry]:
         """The objects under the prefix (in the key range), in key order: streamed as the
-        server lists them or, where it lists in an order of its own, sorted on disk."""
+        server lists them (by key ranges at once, after :meth:`list_by_ranges`) or, where it
+        lists in an order of its own, sorted on disk."""
         prefix = self.location.prefix
+        if not self.sorts_listing and len(self.ranges) > 1:
+            return self._ranged_listing()
         if not self.sorts_listing:
             return self.backend.list_entries(bucket=self.bucket, prefix=prefix, key_range=self.key_range)
         listed = self.backend.list_entries(bucket=self.bucket, prefix=prefix)
         return sorted_entries(self.key_range.select(listed) if self.key_range is not None else listed)
+
+    def _ranged_listing(self) -> Iterator[Entry]:
+        def list_after(start_after: str | None) -> Iterator[Entry]:
+            return self.backend.list_after(bucket=self.bucket, prefix=self.location.prefix, start_after=start_after)
+
+        listing = ParallelListing(list_after, self.ranges, threads=self.listing_threads)
+        try:
+            yield from listing
+        finally:
+            listing.close()
 
     def lookup(self, keys: Sequence[str], *, workers: int) -> Iterator[Entry]:
         """One HeadObject per key, ``workers`` at once, in order; missing keys are left out."""

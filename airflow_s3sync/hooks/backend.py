@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from airflow_s3sync.errors import S3RequestError, S3SyncError
+from airflow_s3sync.hooks.throttle import Throttle
 from airflow_s3sync.plan.capabilities import Capabilities
 from airflow_s3sync.plan.checksum import Digests
 from airflow_s3sync.plan.entries import Entry
@@ -182,6 +183,11 @@ class ObjectBackend(Protocol):
         throttle); an error it raises ends the request."""
         ...
 
+    def limit_bandwidth(self, throttle: Throttle) -> None:
+        """Draw every byte this backend moves through the worker from ``throttle``
+        (``max_bandwidth``); a server-side copy moves none."""
+        ...
+
     def close(self, *, cancel: bool = False) -> None:
         """Finish (or, with ``cancel``, abandon) what is in flight; no new call starts."""
         ...
@@ -192,6 +198,16 @@ class NotCarried:
     such a call (their capabilities say so); the error names the backend if a bug ever does."""
 
     capabilities: Capabilities
+    _throttle: Throttle | None = None
+
+    def limit_bandwidth(self, throttle: Throttle) -> None:
+        """Take the bytes of each whole-object upload, download or write from ``throttle``
+        before the request (these clients move small objects in one request each)."""
+        self._throttle = throttle
+
+    def _take(self, amount: int) -> None:
+        if self._throttle is not None:
+            self._throttle.take(amount)
 
     def _not_carried(self, call: str) -> NotImplementedError:
         return NotImplementedError(f"the {self.capabilities.name} backend does not carry {call}")
@@ -260,6 +276,11 @@ class Backend(ObjectBackend, Protocol):
     def list_entries(self, *, bucket: str, prefix: str, key_range: KeyRange | None = None) -> Iterator[Entry]:
         """The objects under ``prefix`` (in ``key_range``), keyed relative to it, in the
         server's order (S3's, unless :attr:`listing_order` says otherwise)."""
+        ...
+
+    def list_after(self, *, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[Entry]:
+        """Every object under ``prefix`` after ``start_after`` (keys relative to it), in the
+        server's order, directory markers included: one key range of a parallel listing."""
         ...
 
     def list_page(self, *, bucket: str, prefix: str, start_after: str | None = None) -> tuple[list[str], bool]:

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError, NoCredentialsError
+from s3transfer.bandwidth import BandwidthLimiter
 from s3transfer.futures import TransferFuture
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
@@ -40,8 +41,9 @@ from airflow_s3sync.hooks.backend import (
     answer_signature,
     is_throttle_answer,
 )
-from airflow_s3sync.hooks.listing import fast_pages
+from airflow_s3sync.hooks.listing import Listed, fast_page, fast_pages
 from airflow_s3sync.hooks.local import AtomicFile
+from airflow_s3sync.hooks.throttle import Throttle
 from airflow_s3sync.plan.capabilities import Capabilities, Operation
 from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, md5_etag_possible, parse_etag, recorded_md5
 from airflow_s3sync.plan.entries import Entry
@@ -231,6 +233,7 @@ class BotocoreBackend:
         self._closed = False
         self._manager: TransferManager | None = None
         self._manager_lock = threading.Lock()
+        self._throttle: Throttle | None = None
         #: The answers write_stream waits for (s3transfer does not return them), by target.
         self._written: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._written_lock = threading.Lock()
@@ -364,25 +367,40 @@ class BotocoreBackend:
         if key_range is not None and self.listing_order is not ListingOrder.S3:
             yield from key_range.select(self.list_entries(bucket=bucket, prefix=prefix))
             return
-        paginator = self.client.get_paginator("list_objects_v2")
-        args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": self.page_size}}
-        if key_range is not None and key_range.start_after is not None:
-            args["StartAfter"] = prefix + key_range.start_after
-        start = len(prefix)
-        for listed in fast_pages(paginator.paginate(**args)):
-            for index, (key, size, mtime, etag, storage_class) in enumerate(listed):
-                if not key.startswith(prefix):
-                    raise S3SyncError(f"listing of s3://{bucket}/{prefix} returned the foreign key {key!r}")
-                relative = key[start:]
+        start_after = key_range.start_after if key_range is not None else None
+        for page in self._pages(bucket, prefix, start_after):
+            for index, (relative, size, mtime, etag, storage_class) in enumerate(page):
                 if key_range is not None:
                     if key_range.past_end(relative):
-                        check_rest_of_page([item[0][start:] for item in listed[index:]], key_range)
+                        check_rest_of_page([item[0] for item in page[index:]], key_range)
                         return
                     if relative not in key_range:  # a server that ignores StartAfter
                         continue
-                if size == 0 and key.endswith("/"):
+                if size == 0 and relative.endswith("/"):
                     continue
                 yield Entry(relative, size, mtime, etag, storage_class)
+
+    def list_after(self, *, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[Entry]:
+        """Every object under ``prefix`` after ``start_after`` (``StartAfter``; keys relative
+        to ``prefix``), in the server's order, directory markers included: one key range's
+        share of a parallel listing, which checks the order itself
+        (:mod:`airflow_s3sync.plan.ranged_read`)."""
+        for page in self._pages(bucket, prefix, start_after):
+            for row in page:
+                yield Entry(*row)
+
+    def _pages(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[list[Listed]]:
+        """The ListObjectsV2 pages under ``prefix`` after ``start_after``, keys relative to it."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": self.page_size}}
+        if start_after is not None:
+            args["StartAfter"] = prefix + start_after
+        start = len(prefix)
+        for listed in fast_pages(paginator.paginate(**args)):
+            for key, *_ in listed:
+                if not key.startswith(prefix):
+                    raise S3SyncError(f"listing of s3://{bucket}/{prefix} returned the foreign key {key!r}")
+            yield [(key[start:], *rest) for key, *rest in listed] if start else listed
 
     def list_page(self, *, bucket: str, prefix: str, start_after: str | None = None) -> tuple[list[str], bool]:
         """One ListObjectsV2 page under ``prefix``: the keys (relative to it) after
@@ -391,8 +409,8 @@ class BotocoreBackend:
         args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
         if start_after is not None:
             args["StartAfter"] = prefix + start_after
-        response = self.client.list_objects_v2(**args)
-        keys = [item["Key"][len(prefix) :] for item in response.get("Contents", [])]
+        listed, response = fast_page(lambda: self.client.list_objects_v2(**args))
+        keys = [item[0][len(prefix) :] for item in listed]
         if start_after is not None:
             keys = [key for key in keys if key > start_after]
         return keys, bool(response.get("IsTruncated"))
@@ -503,7 +521,23 @@ class BotocoreBackend:
                 raise S3SyncError(f"the backend of {self._description} is closed: no new transfers")
             if self._manager is None:
                 self._manager = TransferManager(self.client, self.transfer_config)
+                if self._throttle is not None:
+                    self._meter(self._manager)
             return self._manager
+
+    def limit_bandwidth(self, throttle: Throttle) -> None:
+        """Draw every byte this backend moves through the worker from ``throttle``: the parts
+        s3transfer reads and writes, and its own PutObjects and unchecked reads."""
+        with self._manager_lock:
+            self._throttle = throttle
+            if self._manager is not None:
+                self._meter(self._manager)
+
+    def _meter(self, manager: TransferManager) -> None:
+        # s3transfer meters the bodies of its uploads and downloads through a BandwidthLimiter,
+        # which it builds only from its own max_bandwidth, with a bucket of its own per manager:
+        # given the run's throttle instead, every manager of the run draws from one bucket.
+        manager._bandwidth_limiter = BandwidthLimiter(self._throttle)
 
     def part_size_for(self, size: int) -> int | None:
         """The part size a write of ``size`` bytes uses, or ``None`` below the multipart
@@ -523,6 +557,10 @@ class BotocoreBackend:
                     "raise copy_cutoff, up to 5 GiB, so objects are copied with one CopyObject)"
                 ) from error
             raise
+
+    def _take(self, amount: int) -> None:
+        if self._throttle is not None:
+            self._throttle.take(amount)
 
     def upload_file(
         self, *, path: str, dest: ObjectRef, size: int, extra_args: Mapping[str, Any], progress: Progress
@@ -580,6 +618,7 @@ class BotocoreBackend:
             progress(-reported)
             with AtomicFile(path) as temp, reader:
                 while chunk := reader.read(_UNCHECKED_CHUNK):
+                    self._take(len(chunk))
                     temp.file.write(chunk)
                     progress(len(chunk))
                 temp.commit()
@@ -684,6 +723,7 @@ class BotocoreBackend:
         self, *, dest: ObjectRef, data: bytes, extra_args: Mapping[str, Any], progress: Progress
     ) -> Written:
         """PutObject of ``data``."""
+        self._take(len(data))
         response = self.client.put_object(Bucket=dest.bucket, Key=dest.key, Body=data, **extra_args)
         progress(len(data))
         return Written(len(data), etag=response.get("ETag"), md5_etag_possible=etag_may_be_md5(response))

@@ -513,6 +513,7 @@ class CrtBackend(NotCarried):
         self, *, dest: ObjectRef, data: bytes, extra_args: Mapping[str, Any], progress: Progress
     ) -> Written:
         """One PutObject with Content-MD5."""
+        self._take(len(data))
         answer = self._client.put_object(ref=dest, body=data, headers=request_headers(extra_args))
         progress(len(data))
         return Written(len(data), etag=answer.headers.get("etag"), md5_etag_possible=_md5_etag_possible(answer.headers))

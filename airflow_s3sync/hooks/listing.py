@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -117,10 +117,25 @@ def fast_pages(pages: Iterable[Mapping[str, Any]]) -> Iterator[list[Listed]]:
             _active.on = False
         if page is None:
             return
-        listed = page.get(CONTENTS)
-        if listed is None:
-            listed = [
-                (obj["Key"], obj["Size"], obj["LastModified"], obj.get("ETag"), obj.get("StorageClass"))
-                for obj in page.get("Contents", ())
-            ]
-        yield listed
+        yield _listed(page)
+
+
+def fast_page(request: Callable[[], Mapping[str, Any]]) -> tuple[list[Listed], Mapping[str, Any]]:
+    """The objects of the one ListObjectsV2 answer ``request`` returns (parsed as
+    :func:`fast_pages` parses pages), and the answer (``IsTruncated``, ...)."""
+    _active.on = True
+    try:
+        page = request()
+    finally:
+        _active.on = False
+    return _listed(page), page
+
+
+def _listed(page: Mapping[str, Any]) -> list[Listed]:
+    listed = page.get(CONTENTS)
+    if listed is None:
+        listed = [
+            (obj["Key"], obj["Size"], obj["LastModified"], obj.get("ETag"), obj.get("StorageClass"))
+            for obj in page.get("Contents", ())
+        ]
+    return listed

@@ -126,6 +126,7 @@ class NativeBackend(NotCarried):
     ) -> Written:
         import obstore
 
+        self._take(size)
         result = obstore.put(
             self._store(dest.bucket), dest.key, body, attributes=dict(attributes) or None, use_multipart=False
         )
@@ -148,6 +149,7 @@ class NativeBackend(NotCarried):
         from obstore.exceptions import PreconditionError
 
         options: dict[str, Any] = {"if_match": etag} if etag else {}
+        self._take(size)
         try:
             result = obstore.get(self._store(source.bucket), source.key, options=options)  # type: ignore[arg-type]
             data = result.bytes()

@@ -24,6 +24,7 @@ from airflow_s3sync.errors import S3SyncError
 from airflow_s3sync.hooks import listing
 from airflow_s3sync.hooks.backend import Backend, ClientSettings, Credentials, ListingOrder, ObjectBackend
 from airflow_s3sync.hooks.botocore_backend import BotocoreBackend
+from airflow_s3sync.plan.bandwidth import Bandwidth, parse_bandwidth
 
 #: Attempts per request unless the connection's ``config_kwargs.retries`` says otherwise:
 #: enough to ride out several faults in a row (botocore's own default is 3).
@@ -32,6 +33,8 @@ DEFAULT_MAX_ATTEMPTS = 10
 NATIVE_CLIENT_EXTRA = "native_client"
 #: The connection extra that says what the server's listings can be trusted with.
 LISTING_ORDER_EXTRA = "listing_order"
+#: The connection extra that caps the bandwidth of the syncs using the connection.
+MAX_BANDWIDTH_EXTRA = "max_bandwidth"
 #: Environment variables obstore reads and botocore does not, which would make the two clients
 #: write differently (encryption, signing, payer, checksums): with any set, botocore carries all.
 OBSTORE_ONLY_ENVIRONMENT = (
@@ -271,6 +274,14 @@ class S3SyncHook(S3Hook):
             identity=lambda: self._identity() or same_connection,
             listing_order=self.listing_order,
         )
+
+    @cached_property
+    def max_bandwidth(self) -> Bandwidth | None:
+        """The connection extra ``"max_bandwidth"`` (bytes a second, ``"50MiB"``, or a timetable
+        ``"08:00,10MiB 19:00,off"``): a cap on the syncs that use this connection (the lower of
+        it and the operator's applies); ``None`` when not set."""
+        value = self.conn_config.extra_config.get(MAX_BANDWIDTH_EXTRA)
+        return parse_bandwidth(value, what=f"connection {self.aws_conn_id!r}: extra {MAX_BANDWIDTH_EXTRA!r}")
 
     @cached_property
     def listing_order(self) -> ListingOrder:

@@ -21,6 +21,7 @@ from airflow_s3sync.lineage import LineageMixin
 from airflow_s3sync.locations import Location, S3Location, parse_location
 from airflow_s3sync.operators.key_ranges import NamedByKeyRange
 from airflow_s3sync.plan import CompareMode, build_rules
+from airflow_s3sync.plan.bandwidth import parse_bandwidth
 from airflow_s3sync.plan.key_range import parse_key_range
 from airflow_s3sync.plan.keys import relative_keys
 from airflow_s3sync.plan.route import MAX_COPY_OBJECT_SIZE
@@ -98,6 +99,24 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         deleted at the destination when ``delete=True``, through the same gate. The log lines,
         summary and ``changed_keys`` are a full sync's; only the one-key preflight listing of
         each side is sent. ``None`` (the default) lists both sides. (templated)
+    :param listing_threads: list each S3 side by up to this many key ranges at once, merged back
+        into one listing in S3's order (memory stays flat: what is listed ahead waits on disk past
+        50,000 entries a range). For endpoints whose page latency, not CPU, bounds a listing (a
+        remote provider, many keys); on a server sharing the worker's cores it gains nothing. The
+        ranges are found by sampling the first S3 side's keyspace with up to
+        ``2 + listing_threads`` ListObjectsV2 pages, as ``S3KeyRangesOperator`` does; a prefix of
+        one page is listed in one sequence. Each range is checked to join the next, so a server
+        whose order or ``StartAfter`` is not S3's is found out, never trusted. ``1`` (the default)
+        lists each side in one sequence; not within a ``key_range``.
+    :param max_bandwidth: cap the bytes a second the sync's transfers move through the worker,
+        all its workers together (uploads, downloads, streams between endpoints; a server-side
+        copy moves none): bytes as an integer, or a string such as ``"50MiB"`` (``B``, ``KiB``,
+        ``MiB``, ``GiB``; ``K``/``KB``, ``M``/``MB``, ``G``/``GB`` are the same powers of 1024,
+        as in ``aws s3``'s ``max_bandwidth`` and rclone's ``--bwlimit``), or an rclone-style
+        timetable of rates by the worker's local time, ``"08:00,10MiB 19:00,off"``. A connection
+        may set one too (extra ``max_bandwidth``); the lower applies. Every client draws from the
+        run's one token bucket: botocore's s3transfer for each part, the fast clients for each
+        whole object before its request.
     :param abort_incomplete_uploads_after: a ``timedelta``: before transferring, abort the
         multipart uploads under the destination prefix (in the key range) initiated longer ago
         than this, as rclone's ``cleanup`` does — parts of uploads a killed worker left behind
@@ -160,6 +179,8 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         allow_bucket_root: bool = False,
         abort_incomplete_uploads_after: timedelta | None = None,
         keys: Any = None,
+        listing_threads: int = 1,
+        max_bandwidth: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -190,6 +211,9 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         self.allow_bucket_root = allow_bucket_root
         self.abort_incomplete_uploads_after = check_abort_after(abort_incomplete_uploads_after)
         self.keys = keys
+        self.listing_threads = listing_threads
+        self.max_bandwidth = max_bandwidth
+        self._bandwidth = parse_bandwidth(max_bandwidth)
         #: Which locations are templates: one whose prefix renders empty is checked in execute().
         self._templated = {name: "{{" in str(getattr(self, name)) for name in ("source", "dest")}
         self._killed = False
@@ -203,6 +227,8 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
             raise ValueError(f"max_delete must be a non-negative integer or None, got {max_delete!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        if not isinstance(listing_threads, int) or isinstance(listing_threads, bool) or listing_threads < 1:
+            raise ValueError(f"listing_threads must be a positive integer, got {listing_threads!r}")
         if not isinstance(copy_cutoff, int) or not 0 <= copy_cutoff <= MAX_COPY_OBJECT_SIZE:
             raise ValueError(
                 f"copy_cutoff must be an integer from 0 to {MAX_COPY_OBJECT_SIZE} (5 GiB, the most one CopyObject "
@@ -315,6 +341,8 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
             key_range=key_range,
             abort_incomplete_uploads_after=self.abort_incomplete_uploads_after,
             keys=keys,
+            listing_threads=self.listing_threads,
+            max_bandwidth=self._bandwidth,
         )
         run = self._run = SyncRun(
             source=source, dest=dest, source_hook=source_hook, dest_hook=dest_hook, options=options, log=self.log

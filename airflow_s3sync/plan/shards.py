@@ -41,6 +41,12 @@ def default_max_probes(shards: int) -> int:
     return min(8 + 4 * shards, 400)
 
 
+def listing_probes(ranges: int) -> int:
+    """The probes a sync may send to split its own listing into ``ranges`` parallel ranges:
+    fewer than :func:`default_max_probes` (each one is a page the listing does not use)."""
+    return 2 + ranges
+
+
 @dataclass
 class _Segment:
     """What one probe returned: the keys after ``after``; ``complete`` when nothing follows them."""

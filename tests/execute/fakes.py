@@ -38,6 +38,7 @@ from airflow_s3sync.hooks.backend import (
 )
 from airflow_s3sync.hooks.botocore_backend import CAPABILITIES as BOTOCORE
 from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES, LazyBody, check_rest_of_page
+from airflow_s3sync.hooks.throttle import Throttle
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.capabilities import Capabilities, Operation, carries, writes_properties
 from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests
@@ -576,6 +577,19 @@ class FakeBackend:
         if fault is not None and yielded >= fault.after:
             raise fault.error
 
+    def limit_bandwidth(self, throttle: Throttle) -> None:
+        self.throttle = throttle
+
+    def list_after(self, *, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[Entry]:
+        self._enter("list_after", bucket, prefix, start_after=start_after)
+        with self.store.lock:
+            objects = sorted((key, stored) for (name, key), stored in self.store.objects.items() if name == bucket)
+        entries = self._entries(objects, prefix, self._listing_faults.get(bucket), path_order=self.path_order)
+        if start_after is None:
+            return entries
+        after = start_after.split("/") if self.path_order else start_after
+        return (entry for entry in entries if (entry.key.split("/") if self.path_order else entry.key) > after)
+
     def list_page(self, *, bucket: str, prefix: str, start_after: str | None = None) -> tuple[list[str], bool]:
         self._enter("list_page", bucket, prefix, start_after=start_after)
         keys = [key[len(prefix) :] for key in self.store.keys(bucket) if key.startswith(prefix)]
@@ -757,6 +771,8 @@ class FakeHook:
         self.fast = fast
         #: How many times :meth:`transfer_backends` built the transfer backends.
         self.built = 0
+        #: The connection's bandwidth cap (none).
+        self.max_bandwidth = None
 
     @property
     def listing_order(self) -> ListingOrder:
