@@ -23,8 +23,8 @@ from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.ranged_read import UNREAD, RangeRead, check_joined
 
-#: Entries per range kept in memory before the rest waits on disk (about 15 MB).
-MEMORY_ENTRIES = 50_000
+#: Entries per range kept in memory before the rest waits on disk (about 3 MB a range).
+MEMORY_ENTRIES = 10_000
 _CHUNK = 1_000
 
 #: Lists every key after a ``StartAfter`` (``None``: from the first), in the server's order.

@@ -101,7 +101,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
         each side is sent. ``None`` (the default) lists both sides. (templated)
     :param listing_threads: list each S3 side by up to this many key ranges at once, merged back
         into one listing in S3's order (memory stays flat: what is listed ahead waits on disk past
-        50,000 entries a range). For endpoints whose page latency, not CPU, bounds a listing (a
+        10,000 entries a range). For endpoints whose page latency, not CPU, bounds a listing (a
         remote provider, many keys); on a server sharing the worker's cores it gains nothing. The
         ranges are found by sampling the first S3 side's keyspace with up to
         ``2 + listing_threads`` ListObjectsV2 pages, as ``S3KeyRangesOperator`` does; a prefix of
