@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_s3sync import metrics
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.heap import frozen_heap
 from airflow_s3sync.execute.retention import RetentionOptions, RetentionRun
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location, parse_location
@@ -169,7 +170,8 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
             run.stop()
         started = time.monotonic()
         try:
-            report = run.run()
+            with frozen_heap():
+                report = run.run()
         finally:
             seconds = time.monotonic() - started
             metrics.emit(

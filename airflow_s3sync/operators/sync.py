@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_s3sync import metrics
 from airflow_s3sync.errors import InvalidLocationError, S3SyncError
+from airflow_s3sync.execute.heap import frozen_heap
 from airflow_s3sync.execute.report import check_changed_keys_limit
 from airflow_s3sync.execute.run import SyncOptions, SyncRun, check_copy_options, check_extra_args, direction_of
 from airflow_s3sync.execute.stale_uploads import check_abort_after
@@ -351,7 +352,8 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
             run.stop()
         started = time.monotonic()
         try:
-            report = run.run()
+            with frozen_heap():
+                report = run.run()
         except BaseException:
             self._close_hooks(cancel=True)
             metrics.emit(run.report.summary(), metrics.SYNC_COUNTERS, seconds=time.monotonic() - started,

@@ -1,0 +1,52 @@
+"""A run keeps the objects that existed before it out of the garbage collector's scans."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+from airflow_s3sync.execute.heap import frozen_heap
+
+
+def test_the_heap_is_frozen_for_the_run_and_unfrozen_after():
+    gc.unfreeze()
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        made = [[] for _ in range(10)]  # objects of the run are collected as usual
+        assert all(gc.is_tracked(item) for item in made)
+    assert gc.get_freeze_count() == 0
+
+
+def test_concurrent_runs_share_one_freeze_until_the_last_ends():
+    gc.unfreeze()
+    entered, inner_done, outer_may_end = threading.Event(), threading.Event(), threading.Event()
+    counts: list[int] = []
+
+    def other_run() -> None:
+        with frozen_heap():
+            entered.set()
+            outer_may_end.wait(10)
+        inner_done.set()
+
+    with frozen_heap():
+        thread = threading.Thread(target=other_run)
+        thread.start()
+        assert entered.wait(10)
+    # This run ended while the other still runs: the heap stays frozen for it.
+    counts.append(gc.get_freeze_count())
+    outer_may_end.set()
+    inner_done.wait(10)
+    thread.join()
+    counts.append(gc.get_freeze_count())
+    assert counts[0] > 0 and counts[1] == 0
+
+
+def test_a_freeze_the_process_had_before_is_kept():
+    gc.unfreeze()
+    gc.freeze()  # as a forked Airflow worker inherits it
+    try:
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
