@@ -2,7 +2,9 @@
 
 botocore's shape-driven XML parser costs about 100 ms of CPU per 1,000-key page, which under
 the GIL is most of a no-op re-sync of many objects; ElementTree (C) reads the same page in
-about 6 ms. While :func:`fast_pages` is iterating, a ``before-parse`` handler parses each page's
+8 to 10 ms, and one regular expression over the entries of the usual shape in about 3 ms (pages
+of any other shape are ElementTree's; a property test holds the two to the same result).
+While :func:`fast_pages` is iterating, a ``before-parse`` handler parses each page's
 ``Contents`` itself and hands botocore the rest of the page (pagination tokens, prefix,
 encoding type), so retries, signing, error handling and pagination stay botocore's.
 
@@ -15,6 +17,7 @@ one (a 500, retried), and every other answer still gets botocore's own check.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,6 +40,12 @@ def parse_page(body: bytes) -> tuple[list[Listed], bytes] | None:
     """The objects of a ListObjectsV2 answer (keys URL-decoded when the answer says
     ``EncodingType=url``, as botocore does), and the answer without them; ``None`` if ``body``
     is no ListBucketResult."""
+    plain = _parse_plain(body)
+    return plain if plain is not None else _parse_tree(body)
+
+
+def _parse_tree(body: bytes) -> tuple[list[Listed], bytes] | None:
+    """:func:`parse_page` by ElementTree, for any page."""
     root = ET.fromstring(body)
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     if root.tag != f"{ns}ListBucketResult":
@@ -61,6 +70,70 @@ def parse_page(body: bytes) -> tuple[list[Listed], bytes] | None:
             )
         )
     return listed, ET.tostring(rest)
+
+
+# One <Contents> element as S3 and the servers tested here write it: Key, LastModified and ETag
+# first, Size later, StorageClass if any, other elements (ChecksumAlgorithm, Owner, RestoreStatus:
+# text or one level of children) anywhere after ETag. Attributes, comments, CDATA, prefixes and
+# any other shape do not match, and then the page goes to ElementTree.
+def _other(n: int) -> bytes:
+    """Any other element, its text or one level of children (named groups ``o<n>``, ``i<n>``)."""
+    return (
+        rb"(?:<(?!(?:Key|LastModified|ETag|Size|StorageClass)[>\s/])(?P<o%d>[A-Za-z]+)>"
+        rb"(?:[^<]*|\s*(?:<(?P<i%d>[A-Za-z]+)>[^<]*</(?P=i%d)>\s*)*)</(?P=o%d)>\s*)" % (n, n, n, n)
+    )
+
+
+_ENTRY = re.compile(
+    rb"<Contents>\s*<Key>(?P<key>[^<]*)</Key>\s*<LastModified>(?P<modified>[^<]*)</LastModified>\s*"
+    rb"<ETag>(?P<etag>[^<]*)</ETag>\s*"
+    + _other(1)
+    + rb"*<Size>(?P<size>[0-9]+)</Size>\s*"
+    + _other(2)
+    + rb"*?(?:<StorageClass>(?P<class>[^<]*)</StorageClass>\s*)?"
+    + _other(3)
+    + rb"*</Contents>"
+)
+_QUOTE = re.compile(rb"&(?:quot|#34|#x22);")
+
+
+def _parse_plain(body: bytes) -> tuple[list[Listed], bytes] | None:
+    """:func:`parse_page` by one regular expression, for pages of the usual shape: about 3 ms
+    per 1,000 keys where ElementTree takes 8 to 10 (and holds the GIL either way); ``None``
+    (ElementTree's turn) for a page it cannot read with certainty: any entry not of that
+    shape, an entity or a carriage return where ElementTree would rewrite the text, a body
+    that does not end the document."""
+    if b"<ListBucketResult" not in body[:512] or not body.rstrip().endswith(b"</ListBucketResult>"):
+        return None
+    url_encoded = b"<EncodingType>url</EncodingType>" in body
+    rewritten = b"&" in body or b"\r" in body  # then each entry is checked (an S3 ETag: &quot;)
+    listed: list[Listed] = []
+    rest: list[bytes] = []
+    end = 0
+    for match in _ENTRY.finditer(body):
+        rest.append(body[end : match.start()])
+        end = match.end()
+        raw_key, modified, etag, size, storage_class = match.group("key", "modified", "etag", "size", "class")
+        if rewritten:
+            etag = _QUOTE.sub(b'"', etag)
+            if b"&" in b"".join((raw_key, modified, etag, storage_class or b"")) or b"\r" in raw_key:
+                return None
+        key = raw_key.decode()
+        if url_encoded and ("%" in key or "+" in key):
+            key = unquote_plus(key)
+        listed.append(
+            (
+                key,
+                int(size),
+                _timestamp(modified.decode()),
+                etag.decode(),
+                None if storage_class is None else storage_class.decode(),
+            )
+        )
+    if len(listed) != body.count(b"<Contents") or b":Contents" in body:
+        return None  # an entry of another shape
+    rest.append(body[end:])
+    return listed, b"".join(rest)
 
 
 def _timestamp(text: str) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote_plus, unquote_plus
 from xml.sax.saxutils import escape
 
@@ -98,3 +99,100 @@ def test_the_fast_parse_keeps_botocores_check_for_errors_in_200_answers(operatio
         listing._active.on = False
     assert response["status_code"] == status
     assert (listing.CONTENTS in customized) == (operation == "ListObjectsV2" and status == 200)
+
+
+# The regular-expression parse (pages of the usual shape) against ElementTree's, over random pages.
+ODD_KEYS = ["a", "a b", "a+b", "a%2Fb", "ä/ö ü", "日本/語", "x&y", "<t>", 'q"q', "a\tb", "sp  ace ", "z" * 300]
+OTHERS = [
+    "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>",
+    "<ChecksumType>FULL_OBJECT</ChecksumType>",
+    "<Owner><ID>abc</ID><DisplayName>me</DisplayName></Owner>",
+    "<Owner>\n  <ID>abc</ID>\n</Owner>",
+    "<RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress></RestoreStatus>",
+]
+#: Entries the regular expression must leave to ElementTree (read by it all the same).
+ODD_ENTRIES = [
+    '<Contents><Key xml:space="preserve">{key}</Key><LastModified>{time}</LastModified><ETag>e</ETag>'
+    "<Size>1</Size></Contents>",
+    "<Contents><Key><![CDATA[{raw}]]></Key><LastModified>{time}</LastModified><ETag>e</ETag><Size>1</Size></Contents>",
+    "<Contents><!-- c --><Key>{key}</Key><LastModified>{time}</LastModified><ETag>e</ETag><Size>1</Size></Contents>",
+    "<Contents><Size>1</Size><Key>{key}</Key><LastModified>{time}</LastModified><ETag>e</ETag></Contents>",
+    "<Contents><Key>{key}</Key><LastModified>{time}</LastModified><ETag>e</ETag><Size>1</Size><StorageClass/></Contents>",
+    "<Contents><Key>{key}&#x41;</Key><LastModified>{time}</LastModified><ETag>e</ETag><Size>1</Size></Contents>",
+]
+
+
+def random_page(rng, *, odd: bool) -> bytes:
+    url = rng.random() < 0.7
+    pretty = "\n    " if rng.random() < 0.5 else ""
+    entries = []
+    for n in range(rng.randrange(0, 40)):
+        raw = rng.choice(ODD_KEYS) + str(n)
+        key = escape(quote_plus(raw, safe="/") if url else raw, {'"': rng.choice(['"', "&quot;"])})
+        time = f"2026-11-{rng.randrange(1, 29):02d}T02:55:{n % 60:02d}.{n:03d}Z"
+        quote = rng.choice(['"', "&quot;", "&#34;", "&#x22;", ""])
+        fields = [f"<Key>{key}</Key>", f"<LastModified>{time}</LastModified>", f"<ETag>{quote}{n:032x}{quote}</ETag>"]
+        fields += rng.sample(OTHERS, rng.randrange(0, 3))
+        fields.append(f"<Size>{n * 1000}</Size>")
+        tail = rng.sample(OTHERS, rng.randrange(0, 2))
+        if rng.random() < 0.7:
+            tail.insert(
+                rng.randrange(0, len(tail) + 1), f"<StorageClass>{rng.choice(['STANDARD', 'GLACIER'])}</StorageClass>"
+            )
+        entries.append(pretty.join(["<Contents>", *fields, *tail]) + pretty + "</Contents>")
+    if odd:
+        odd_entry = rng.choice(ODD_ENTRIES).format(key="odd", raw="o&d", time="2026-11-01T00:00:00.000Z")
+        entries.insert(rng.randrange(0, len(entries) + 1), odd_entry)
+    prefixes = "".join(f"<CommonPrefixes><Prefix>p{n}/</Prefix></CommonPrefixes>" for n in range(rng.randrange(0, 3)))
+    head = "<Name>b</Name><Prefix>data/</Prefix><MaxKeys>1000</MaxKeys>" + (
+        "<EncodingType>url</EncodingType>" if url else ""
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        + pretty
+        + pretty.join(
+            [
+                head,
+                "<IsTruncated>true</IsTruncated>",
+                *entries,
+                prefixes,
+                "<NextContinuationToken>t</NextContinuationToken>",
+            ]
+        )
+        + "</ListBucketResult>\n"
+    ).encode()
+
+
+@functools.cache
+def list_objects_shape():
+    return botocore.session.get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_regular_expression_reads_pages_as_elementtree_does(seed):
+    import random
+    import re
+
+    from airflow_s3sync.hooks.listing import _parse_plain, _parse_tree
+
+    rng = random.Random(seed)
+    odd = seed % 3 == 0
+    body = random_page(rng, odd=odd)
+    tree = _parse_tree(body)
+    assert tree is not None
+    plain = _parse_plain(body)
+    if odd or re.search(rb"<Key>[^<]*&", body):
+        # An entry of another shape, or a key ElementTree unescapes: the page is ElementTree's.
+        assert plain is None
+        assert parse_page(body) == tree
+        return
+    assert plain is not None  # the usual shapes are the fast path's (ETags in &quot; too)
+    assert plain[0] == tree[0]
+    assert parse_page(body) == plain
+    shape = list_objects_shape()
+    left = {
+        rest: RestXMLParser().parse({"body": rest, "headers": {}, "status_code": 200}, shape)
+        for rest in (plain[1], tree[1])
+    }
+    assert left[plain[1]] == left[tree[1]]
+    assert "Contents" not in left[plain[1]] and left[plain[1]]["NextContinuationToken"] == "t"
