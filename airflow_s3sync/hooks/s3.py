@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import sys
 import threading
 from functools import cached_property
 from typing import Any
@@ -189,6 +190,19 @@ class S3SyncHook(S3Hook):
         core.register_component("data_loader", loader)
         return session
 
+    def _get_caller(self, target_function_name: str = "execute") -> str:
+        """The ``Caller/`` of the user agent, as the Amazon provider finds it (the class of the
+        innermost ``execute`` on the stack; a sensor's ``poke``; else an executor's class), by
+        walking the frames: the provider's ``inspect.stack()`` reads the source file of every
+        frame, about 0.15 s for each client a task makes."""
+        try:
+            caller = _calling_class(target_function_name)
+            if caller == "BaseSensorOperator":
+                caller = _calling_class("poke")
+            return caller or self._find_executor_class_name() or "Unknown"
+        except Exception:  # noqa: BLE001 - as the provider's: never fail a client over its user agent
+            return "Unknown"
+
     def get_client_type(
         self, region_name: str | None = None, config: Config | None = None, deferrable: bool = False
     ) -> Any:
@@ -367,3 +381,13 @@ class S3SyncHook(S3Hook):
         for backend in (*self.__dict__.get("_fast_backends", ()), self.__dict__.get("backend")):
             if backend is not None:
                 backend.close(cancel=cancel)
+
+
+def _calling_class(function_name: str) -> str | None:
+    """The class name of ``self`` in the innermost frame running a function of that name."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == function_name:
+            return type(frame.f_locals["self"]).__name__
+        frame = frame.f_back
+    return None

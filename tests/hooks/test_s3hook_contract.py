@@ -847,3 +847,24 @@ def test_generate_presigned_url(moto, sides, style):
     scheme, netloc, path, query, body = results["S3Hook"]
     assert (f"{scheme}://{netloc}", path, body) == (moto.endpoint_url, "/<bucket>/data/sub/c.txt", b"ccccc")
     assert query  # signed
+
+
+class ReplicateOperator:
+    """Stands in for any operator: its ``execute`` makes the hook's client."""
+
+    def __init__(self, hook_class: type) -> None:
+        self.hook_class = hook_class
+
+    def execute(self) -> str:
+        return self.hook_class(aws_conn_id=None)._get_caller()
+
+
+def test_the_user_agent_names_the_same_caller():
+    """S3SyncHook finds the user agent's ``Caller/`` by walking the frames, not by
+    ``inspect.stack()`` (which reads every frame's source): the same answer as S3Hook's."""
+    inside = {cls.__name__: ReplicateOperator(cls).execute() for cls in (S3SyncHook, S3Hook)}
+    assert inside == {"S3SyncHook": "ReplicateOperator", "S3Hook": "ReplicateOperator"}
+    outside = {cls.__name__: cls(aws_conn_id=None)._get_caller() for cls in (S3SyncHook, S3Hook)}
+    assert outside["S3SyncHook"] == outside["S3Hook"]
+    theirs = inspect.signature(S3Hook._get_caller).parameters
+    assert list(inspect.signature(S3SyncHook._get_caller).parameters.items()) == list(theirs.items())
