@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +21,7 @@ from airflow_s3sync.execute.prefetch import Prefetch
 from airflow_s3sync.execute.repeated import RepeatedErrors
 from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.execute.runner import JobRunner
+from airflow_s3sync.execute.sampling import PageSampler
 from airflow_s3sync.execute.sides import LocalSide, S3Side, Side, side_of
 from airflow_s3sync.execute.spool import Spool
 from airflow_s3sync.execute.stale_uploads import abort_stale_uploads
@@ -398,17 +398,7 @@ class SyncRun:
         if threads <= 1 or not sides or (key_range is not None and not key_range.is_full):
             return
         sampled = sides[0]
-        probes = 0
-
-        @functools.cache
-        def probe(start_after: str | None) -> tuple[list[str], bool]:
-            nonlocal probes
-            probes += 1
-            keys, more = sampled.backend.list_page(
-                bucket=sampled.bucket, prefix=sampled.location.prefix, start_after=start_after
-            )
-            return sorted(set(keys)), more  # a server of its own order: the ranges' checks say so
-
+        probe = PageSampler(sampled.backend, bucket=sampled.bucket, prefix=sampled.location.prefix)
         if not probe(None)[1]:
             return  # one page: nothing to gain
         pairs = plan_key_ranges(probe, threads, max_probes=listing_probes(threads))
@@ -421,7 +411,7 @@ class SyncRun:
             "listing %s by %d key ranges at once (from %d ListObjectsV2 request(s) of %s)",
             " and ".join(side.display() for side in sides),
             len(ranges),
-            probes,
+            probe.requests,
             sampled.display(),
         )
 

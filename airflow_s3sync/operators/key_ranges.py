@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.sampling import PageSampler
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location, parse_location
 from airflow_s3sync.plan.key_range import KEY_RANGE_MAP_INDEX_TEMPLATE, parse_key_range
@@ -115,27 +115,17 @@ class S3KeyRangesOperator(BaseOperator):
         location, shards = self._location(), self._shards()
         backend = self.hook.backend
         backend.check_access(bucket=location.bucket, prefix=location.prefix)
-        probes, out_of_order = 0, False
-
-        def probe(start_after: str | None) -> tuple[list[str], bool]:
-            nonlocal probes, out_of_order
-            probes += 1
-            keys, more = backend.list_page(bucket=location.bucket, prefix=location.prefix, start_after=start_after)
-            if any(later <= earlier for earlier, later in itertools.pairwise(keys)):
-                if not out_of_order:
-                    out_of_order = True
-                    self.log.warning(
-                        "%s lists keys out of S3's order: the ranges still cover every key once (each sync "
-                        "of a range reads and sorts the listing), but their sizes may be uneven",
-                        location.display(),
-                    )
-                keys = sorted(set(keys))
-            return keys, more
-
+        probe = PageSampler(backend, bucket=location.bucket, prefix=location.prefix)
         max_probes = self.max_probes or default_max_probes(shards)
         ranges = plan_key_ranges(probe, shards, max_probes=max_probes)
+        if probe.out_of_order:
+            self.log.warning(
+                "%s lists keys out of S3's order: the ranges still cover every key once (each sync "
+                "of a range reads and sorts the listing), but their sizes may be uneven",
+                location.display(),
+            )
         self.log.info(
-            "%d key range(s) of %s from %d ListObjectsV2 request(s):", len(ranges), location.display(), probes
+            "%d key range(s) of %s from %d ListObjectsV2 request(s):", len(ranges), location.display(), probe.requests
         )
         for start_after, end in ranges:
             self.log.info("  (%r, %r]", start_after, end)
