@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO
 
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.key_range import KeyRange
@@ -37,12 +37,12 @@ class _Stopped(Exception):
 
 class _RangeBuffer:
     """One range's entries between its lister and the reader: chunks in memory, and past
-    ``memory_entries`` pickled to a temporary file (read back in order)."""
+    ``memory_entries`` pickled to a temporary file as plain tuples (read back in order)."""
 
     def __init__(self, memory_entries: int) -> None:
         self._limit = memory_entries
         self._ready = threading.Condition()
-        self._chunks: deque[list[tuple[Any, ...]] | tuple[int, int]] = deque()
+        self._chunks: deque[list[Entry] | tuple[int, int]] = deque()
         self._in_memory = 0
         self._file: IO[bytes] | None = None
         self._written = 0
@@ -50,14 +50,15 @@ class _RangeBuffer:
         self._error: BaseException | None = None
         self.first_seen = threading.Event()
 
-    def put(self, chunk: list[tuple[Any, ...]]) -> None:
+    def put(self, chunk: list[Entry]) -> None:
         """Add a chunk (called by the lister only)."""
         if self._in_memory + len(chunk) > self._limit:
-            data = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+            rows = [(entry.key, entry.size, entry.mtime, entry.etag, entry.storage_class) for entry in chunk]
+            data = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
             if self._file is None:
                 self._file = tempfile.TemporaryFile(prefix="s3sync-listing-")
             os.pwrite(self._file.fileno(), data, self._written)
-            item: list[tuple[Any, ...]] | tuple[int, int] = (self._written, len(data))
+            item: list[Entry] | tuple[int, int] = (self._written, len(data))
             self._written += len(data)
         else:
             item = chunk
@@ -86,10 +87,11 @@ class _RangeBuffer:
                 item = self._chunks.popleft()
                 if isinstance(item, list):
                     self._in_memory -= len(item)
-            if isinstance(item, tuple):
-                assert self._file is not None
-                item = pickle.loads(os.pread(self._file.fileno(), item[1], item[0]))
-            for row in item:
+            if isinstance(item, list):
+                yield from item
+                continue
+            assert self._file is not None
+            for row in pickle.loads(os.pread(self._file.fileno(), item[1], item[0])):
                 yield Entry(*row)
 
     def close(self) -> None:
@@ -122,10 +124,10 @@ class ParallelListing:
     def _list(self, index: int) -> None:
         read, buffer = self._reads[index], self._buffers[index]
         listed = self._list_after(read.key_range.start_after)
-        chunk: list[tuple[Any, ...]] = []
+        chunk: list[Entry] = []
         try:
             for entry in read.entries(self._seen(listed, read, buffer)):
-                chunk.append((entry.key, entry.size, entry.mtime, entry.etag, entry.storage_class))
+                chunk.append(entry)
                 if len(chunk) >= _CHUNK:
                     buffer.put(chunk)
                     chunk = []

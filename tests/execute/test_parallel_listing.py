@@ -191,3 +191,16 @@ def test_memory_stays_flat_while_the_listers_run_ahead():
     assert first.key == keys[0] and count == len(keys)
     # 200,000 entries held at once take over 40 MB; the listing holds 4 x 2,000 and a page each
     assert peak < 12 * 2**20, peak
+
+
+@pytest.mark.parametrize("memory_entries", [1, 50_000], ids=["spilled to disk", "in memory"])
+def test_entries_come_back_whole_from_memory_and_from_disk(memory_entries):
+    keys = [f"k{n:03d}" for n in range(300)]
+    server = Server(keys)
+    ranges = [KeyRange(None, "k100"), KeyRange("k100", "k200"), KeyRange("k200", None)]
+    listing = ParallelListing(server.list_after, ranges, threads=2, memory_entries=memory_entries)
+    try:
+        got = list(listing)
+    finally:
+        listing.close()
+    assert got == [server.entry(key) for key in keys]
