@@ -10,11 +10,15 @@ from airflow_s3sync.execute.heap import frozen_heap
 
 def test_the_heap_is_frozen_for_the_run_and_unfrozen_after():
     gc.unfreeze()
+    before: list[object] = []
     with frozen_heap():
-        assert gc.get_freeze_count() > 0
-        made = [[] for _ in range(10)]  # objects of the run are collected as usual
-        assert all(gc.is_tracked(item) for item in made)
+        made: list[object] = []
+        scanned = gc.get_objects()  # what the collector scans: not the frozen generation
+        assert not any(item is before for item in scanned)
+        assert any(item is made for item in scanned)  # objects of the run are collected as usual
+        del scanned
     assert gc.get_freeze_count() == 0
+    assert any(item is before for item in gc.get_objects())
 
 
 def test_concurrent_runs_share_one_freeze_until_the_last_ends():
