@@ -103,7 +103,7 @@ def _parse_plain(body: bytes) -> tuple[list[Listed], bytes] | None:
     (ElementTree's turn) for a page it cannot read with certainty: any entry not of that
     shape, an entity or a carriage return where ElementTree would rewrite the text, a body
     that does not end the document."""
-    if b"<ListBucketResult" not in body[:512] or not body.rstrip().endswith(b"</ListBucketResult>"):
+    if b"<ListBucketResult" not in body[:512] or not body[-512:].rstrip().endswith(b"</ListBucketResult>"):
         return None
     url_encoded = b"<EncodingType>url</EncodingType>" in body
     rewritten = b"&" in body or b"\r" in body  # then each entry is checked (an S3 ETag: &quot;)
