@@ -6,7 +6,10 @@ dozens of botocore objects), and the collector's full collections scan the whole
 time: measured here, parsing one 1,000-key ListObjectsV2 page costs 8.5 ms with the imports'
 objects frozen and 30 ms without. :func:`frozen_heap` moves them to the permanent generation
 (:func:`gc.freeze`, which Airflow's own executor and DAG processor use before forking) for the
-run; objects made during it are collected as usual.
+operators' whole ``execute``; objects made during it are collected as usual. The clients are
+built inside it too: botocore parses its endpoint and S3 model JSON once
+per process, and that parse took 0.17 s with the heap scanned and 0.04 s frozen (a task's fixed
+cost went from 0.31 s to 0.20 s of CPU).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.execute.heap import frozen_heap
 from airflow_s3sync.execute.sampling import PageSampler
 from airflow_s3sync.hooks.s3 import S3SyncHook
 from airflow_s3sync.locations import S3Location, parse_location
@@ -110,6 +111,7 @@ class S3KeyRangesOperator(BaseOperator):
         """The hook that lists the location."""
         return S3SyncHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
+    @frozen_heap()
     def execute(self, context: Mapping[str, Any]) -> list[list[str | None]]:
         """Sample the keyspace; return the ranges (the ``return_value`` XCom)."""
         location, shards = self._location(), self._shards()

@@ -137,6 +137,7 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
         if run is not None:
             run.stop()
 
+    @frozen_heap()
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Copy retention and legal holds; return the summary."""
         source, dest = self._locations()
@@ -170,8 +171,7 @@ class ObjectLockRetentionOperator(NamedByKeyRange, BaseOperator):
             run.stop()
         started = time.monotonic()
         try:
-            with frozen_heap():
-                report = run.run()
+            report = run.run()
         finally:
             seconds = time.monotonic() - started
             metrics.emit(

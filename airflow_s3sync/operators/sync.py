@@ -311,6 +311,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
             run.stop()
         threading.Thread(target=self._close_hooks, kwargs={"cancel": True}, name="s3sync-cancel", daemon=True).start()
 
+    @frozen_heap()
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Run the sync; return the summary and push ``changed_keys`` (see the class docstring)."""
         locations = self._locations()
@@ -352,8 +353,7 @@ class S3SyncOperator(NamedByKeyRange, LineageMixin, BaseOperator):
             run.stop()
         started = time.monotonic()
         try:
-            with frozen_heap():
-                report = run.run()
+            report = run.run()
         except BaseException:
             self._close_hooks(cancel=True)
             metrics.emit(run.report.summary(), metrics.SYNC_COUNTERS, seconds=time.monotonic() - started,

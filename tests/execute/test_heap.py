@@ -54,3 +54,28 @@ def test_a_freeze_the_process_had_before_is_kept():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_the_operators_build_their_clients_with_the_heap_frozen(moto_default, tmp_path, monkeypatch):
+    """The whole ``execute`` is frozen, client construction included: botocore's model parse is
+    where a cold task spends most of its fixed cost."""
+    from airflow_s3sync import S3KeyRangesOperator, S3SyncOperator
+    from airflow_s3sync.hooks.s3 import S3SyncHook
+    from tests.conftest import new_bucket
+
+    gc.unfreeze()
+    frozen_when_built: list[int] = []
+    build = S3SyncHook.get_client_type
+
+    def observed(self, *args, **kwargs):
+        frozen_when_built.append(gc.get_freeze_count())
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3SyncHook, "get_client_type", observed)
+    bucket = new_bucket(moto_default)
+    (tmp_path / "a.txt").write_text("a")
+    S3SyncOperator(task_id="sync", source=str(tmp_path), dest=f"s3://{bucket}/").execute({})
+    S3KeyRangesOperator(task_id="ranges", location=f"s3://{bucket}/", shards=2).execute({})
+    assert len(frozen_when_built) >= 2
+    assert all(count > 0 for count in frozen_when_built)
+    assert gc.get_freeze_count() == 0
