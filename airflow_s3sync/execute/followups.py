@@ -13,6 +13,7 @@ from airflow_s3sync.execute.locks import write_lock_change
 from airflow_s3sync.execute.report import SyncReport
 from airflow_s3sync.execute.sides import LocalSide, S3Side
 from airflow_s3sync.hooks.backend import ObjectRef, Written
+from airflow_s3sync.hooks.digest import ContentHasher, stream_digests
 from airflow_s3sync.plan.capabilities import key_is_plain
 from airflow_s3sync.plan.checksum import Digests, parse_etag
 from airflow_s3sync.plan.lock import LockState, decide_lock
@@ -61,6 +62,30 @@ class Followups:
                 check_written(str(ref), answered, sent)  # no further request
                 return
         check_written(str(ref), dest.backend.digests(ref=ref, read_args=self.dest_read_args), sent)
+
+    def verify_parts_written(self, dest: S3Side, ref: ObjectRef, *, sent: Digests, written: Written) -> bool:
+        """Check a streamed multipart write by the MD5s of its parts alone (``sent`` has no MD5
+        of the whole): against the answer's multipart ETag, else a HeadObject's, else, where the
+        server tells only an MD5 of the whole content (as ``rclone serve s3`` does on a
+        HeadObject), by reading the object back. Return whether the answer or the HeadObject
+        sufficed: when not, hashing the whole content as well spares the next read-back.
+        Raise naming the mismatch."""
+        if written.etag is not None and written.md5_etag_possible is not None and key_is_plain(ref.key):
+            _, composite = parse_etag(written.etag, md5_etag_possible=written.md5_etag_possible)
+            if composite is not None:
+                check_written(str(ref), Digests(sent.size, multipart_etag=composite), sent)
+                return True
+        held = dest.backend.digests(ref=ref, read_args=self.dest_read_args)
+        if held.md5 is None:  # a multipart ETag, or no ETag that can be an MD5 (SSE-KMS, SSE-C)
+            check_written(str(ref), held, sent)
+            return True
+        assert sent.part_size is not None
+        _, body = dest.backend.open_object(source=ref, etag=None)
+        try:
+            check_written(str(ref), stream_digests(body, ContentHasher(md5=False, part_size=sent.part_size)), sent)
+        finally:
+            body.close()
+        return False
 
     def apply_lock(self, dest: S3Side, ref: ObjectRef, state: LockState) -> None:
         """Give the object just written at ``ref`` the lock ``state`` where it lacks it."""

@@ -8,7 +8,7 @@ needs them, so nothing here asks which kind of side it holds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -20,7 +20,7 @@ from airflow_s3sync.hooks.backend import ObjectHead, ObjectRef, Progress
 from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES
 from airflow_s3sync.hooks.digest import ContentHasher, HashingReader, file_digests
 from airflow_s3sync.plan import Entry
-from airflow_s3sync.plan.capabilities import writes_properties
+from airflow_s3sync.plan.capabilities import key_is_plain, writes_properties
 from airflow_s3sync.plan.checksum import LocalDigestPlan, parse_etag, recorded_md5, with_recorded_md5
 from airflow_s3sync.plan.lock import write_time_lock
 from airflow_s3sync.plan.route import TransferKind, TransferSpec
@@ -167,6 +167,9 @@ class Stream:
     stream_args: Mapping[str, Any]
     copy_object_lock: bool
     followups: Followups
+    #: Whether the destination's answers to multipart writes were found not to tell a multipart
+    #: ETag (then the whole content's MD5 is computed for the rest of the run).
+    _whole_md5: bool = field(default=False, init=False)
 
     def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
         """Stream ``src`` to the destination endpoint."""
@@ -202,16 +205,26 @@ class Stream:
         in_parts = head.size >= self.dest.backend.multipart_threshold
         if recorded is not None and in_parts and "Metadata" not in self.stream_args:
             args["Metadata"] = with_recorded_md5(args.get("Metadata"), recorded)
-        reader = HashingReader(stream, ContentHasher(part_size=self.dest.backend.part_size_for(head.size)))
+        part_size = self.dest.backend.part_size_for(head.size)
+        # The reading thread is a stream's bottleneck, and the MD5 of the whole content a second
+        # pass over every byte: it is computed only where something is checked against it (the
+        # source's MD5, a single-part ETag, a HeadObject of an odd key, a server whose multipart
+        # answers tell no multipart ETag); otherwise the part MD5s verify the write.
+        whole = recorded is not None or part_size is None or not key_is_plain(dest_ref.key) or self._whole_md5
+        reader = HashingReader(stream, ContentHasher(md5=whole, part_size=part_size))
         try:
             written = self.dest.backend.write_stream(
                 dest=dest_ref, stream=reader, size=head.size, extra_args=args, progress=progress
             )
         finally:
             reader.close()
-        self.followups.verify_written(
-            self.dest, dest_ref, sent=reader.hasher.digests(), source_md5=source_md5 or recorded, written=written
-        )
+        sent = reader.hasher.digests()
+        if whole:
+            self.followups.verify_written(
+                self.dest, dest_ref, sent=sent, source_md5=source_md5 or recorded, written=written
+            )
+        elif not self.followups.verify_parts_written(self.dest, dest_ref, sent=sent, written=written):
+            self._whole_md5 = True
         if spec.lock_after and self.copy_object_lock and write_time_lock(head.lock, now=datetime.now(UTC)):
             self.followups.apply_lock(self.dest, dest_ref, head.lock)
 

@@ -114,10 +114,14 @@ class ContentHasher:
 
 def file_digests(path: str, plan: LocalDigestPlan) -> Digests:
     """Hash the file at ``path`` for what ``plan`` asks (one read of the file)."""
-    hasher = ContentHasher(md5=plan.md5, part_size=plan.part_size, algorithm=plan.algorithm)
     with open(path, "rb") as file:
-        while chunk := file.read(_READ_SIZE):
-            hasher.update(chunk)
+        return stream_digests(file, ContentHasher(md5=plan.md5, part_size=plan.part_size, algorithm=plan.algorithm))
+
+
+def stream_digests(stream: Any, hasher: ContentHasher) -> Digests:
+    """Feed ``hasher`` everything ``stream`` (a file object) has left; what it computed."""
+    while chunk := stream.read(_READ_SIZE):
+        hasher.update(chunk)
     return hasher.digests()
 
 

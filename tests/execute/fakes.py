@@ -41,7 +41,7 @@ from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES, LazyBody, c
 from airflow_s3sync.hooks.throttle import Throttle
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.capabilities import Capabilities, Operation, carries, writes_properties
-from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests
+from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, multipart_etag
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import LockState, Retention
 
@@ -84,6 +84,14 @@ def client_error(code: str, status: int, operation: str = "PutObject") -> Client
 def md5_etag(data: bytes) -> str:
     """The quoted single-part ETag S3 gives ``data``."""
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+def multipart_etag_of(data: bytes, part_size: int) -> str:
+    """The quoted ETag S3 gives ``data`` uploaded in ``part_size`` parts."""
+    parts = [
+        hashlib.md5(data[at : at + part_size], usedforsecurity=False).digest() for at in range(0, len(data), part_size)
+    ]
+    return f'"{multipart_etag(parts)}"'
 
 
 @dataclass
@@ -132,14 +140,16 @@ class FakeStore:
         *,
         mtime: datetime | None = None,
         tags: list[dict[str, str]] | None = None,
+        part_size: int | None = None,
         **properties: Any,
     ) -> StoredObject:
         """Store ``data`` at ``bucket``/``key`` (now, unless ``mtime`` says when), with ``tags``
         and ``properties``; a ``Tagging`` property (URL-encoded, as a write sends it) is stored
-        as tags. With ``ServerSideEncryption="aws:kms"`` the ETag is not the MD5."""
+        as tags. The ETag is the MD5, or with ``part_size`` the multipart ETag of such parts;
+        with ``ServerSideEncryption="aws:kms"`` neither."""
         if "Tagging" in properties:
             tags = [{"Key": name, "Value": value} for name, value in parse_qsl(properties.pop("Tagging"))]
-        etag = md5_etag(data)
+        etag = md5_etag(data) if part_size is None else multipart_etag_of(data, part_size)
         if properties.get("ServerSideEncryption") == _KMS:
             etag = md5_etag(b"kms:" + data)
         stored = StoredObject(data, mtime or datetime.now(UTC), etag, dict(properties), list(tags or []))
@@ -224,6 +234,10 @@ class FakeBackend:
         does; obstore's does not: ``md5_etag_possible=None``).
     :param multipart_drops_lock: a write in parts loses its Object Lock headers, as moto's
         CreateMultipartUpload does (so the lock follow-up after a multipart write is needed).
+    :param part_size: the part size of its writes in parts, which then get a multipart ETag
+        (otherwise every ETag is the MD5 and :meth:`part_size_for` says ``None``).
+    :param head_md5: :meth:`digests` tells the MD5 of the whole content even for an object
+        written in parts, as ``rclone serve s3``'s HeadObject does.
     :param gate_timeout: the longest a blocked call waits for its Event (a test bug must not hang).
     :param listing_order: what the side may trust of the listings (as a connection says).
     :param path_order: list by path segments (``a/b`` before ``a-b``), as some servers do.
@@ -240,6 +254,8 @@ class FakeBackend:
         answer_written: bool = False,
         md5_etag_known: bool = True,
         multipart_drops_lock: bool = True,
+        part_size: int | None = None,
+        head_md5: bool = False,
         gate_timeout: float = 10.0,
         listing_order: ListingOrder = ListingOrder.S3,
         path_order: bool = False,
@@ -254,6 +270,8 @@ class FakeBackend:
         self.answer_written = answer_written
         self.md5_etag_known = md5_etag_known
         self.multipart_drops_lock = multipart_drops_lock
+        self.part_size = part_size
+        self.head_md5 = head_md5
         self.gate_timeout = gate_timeout
         self.calls: list[Call] = []
         #: The multipart uploads in progress (:meth:`incomplete_uploads`), as tests set them.
@@ -439,7 +457,8 @@ class FakeBackend:
         if in_parts and self.multipart_drops_lock:
             for name in _LOCK_ARGS:
                 properties.pop(name, None)
-        return self.store.put(ref.bucket, ref.key, data, **properties)
+        part_size = self.part_size if in_parts else None
+        return self.store.put(ref.bucket, ref.key, data, part_size=part_size, **properties)
 
     # ----------------------------------------------------------------- ObjectBackend
     def upload_file(
@@ -662,18 +681,21 @@ class FakeBackend:
         return Written(len(stored.data))
 
     def part_size_for(self, size: int) -> int | None:
-        return None
+        return self.part_size if size >= self.multipart_threshold else None
 
     def digests(self, *, ref: ObjectRef, read_args: Mapping[str, Any] | None = None) -> Digests:
         self._enter("digests", ref.bucket, ref.key, read_args=dict(read_args or {}))
         stored = self.store.get(ref.bucket, ref.key, "HeadObject")
         md5 = hashlib.md5(stored.data, usedforsecurity=False).hexdigest() if stored.md5_etag_possible else None
+        composite = None
+        if md5 is not None and "-" in stored.etag and not self.head_md5:
+            md5, composite = None, stored.etag.strip('"')
         checksums = {
             algorithm: stored.properties[f"Checksum{algorithm}"]
             for algorithm in CHECKSUM_ALGORITHMS
             if f"Checksum{algorithm}" in stored.properties
         }
-        return Digests(len(stored.data), md5=md5, checksums=checksums)
+        return Digests(len(stored.data), md5=md5, multipart_etag=composite, checksums=checksums)
 
     def lookup(self, *, ref: ObjectRef, key: str) -> Entry | None:
         self._enter("lookup", ref.bucket, ref.key)

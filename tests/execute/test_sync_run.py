@@ -439,6 +439,73 @@ def test_small_streamed_objects_go_to_the_first_fast_client_that_carries_them(
     assert report.counts["copied"] == 1
 
 
+PART = 256 * 1024
+
+
+def multipart_source(*sizes: int) -> FakeBackend:
+    """A source whose objects ``in/0``, ``in/1``, ... were uploaded in parts (their ETags tell
+    no MD5 of the whole content)."""
+    source = FakeBackend(name="source")
+    for number, size in enumerate(sizes):
+        source.store.put("src", f"in/{number}", os.urandom(size), mtime=OLD, part_size=PART)
+    return source
+
+
+def test_a_streamed_multipart_write_is_verified_by_its_part_md5s(log: LogRecorder) -> None:
+    """No MD5 of the whole content is known or answered: the write's multipart ETag is checked
+    against the part MD5s, with no HeadObject and no read-back."""
+    source = multipart_source(READ_WHOLE_MAX + 1, 3 * PART)
+    dest = FakeBackend(name="dest", answer_written=True, multipart_threshold=PART, part_size=PART)
+
+    report = make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=dest).run()
+
+    assert report.counts["copied"] == 2
+    assert dest.keys_of("write_stream") == ["out/0", "out/1"]
+    assert dest.calls_named("digests", "open_object", "get_object") == []
+    for number in (0, 1):
+        assert dest.store.data("dst", f"out/{number}") == source.store.data("src", f"in/{number}")
+        assert "-" in dest.store.get("dst", f"out/{number}").etag
+
+
+def test_a_server_telling_only_the_whole_md5_gets_one_read_back_then_the_whole_md5(log: LogRecorder) -> None:
+    """Without an answer, the HeadObject of a server like rclone serve s3 tells the MD5 of the
+    whole content: the first object is read back and its parts compared; from then on the
+    whole MD5 is computed as well, and the HeadObject suffices."""
+    source = multipart_source(3 * PART, 3 * PART)
+    dest = FakeBackend(name="dest", multipart_threshold=PART, part_size=PART, head_md5=True)
+
+    report = make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=dest, max_concurrency=1).run()
+
+    assert report.counts["copied"] == 2
+    assert dest.keys_of("digests") == ["out/0", "out/1"]
+    assert dest.keys_of("get_object") == ["out/0"]  # the read-back
+    for number in (0, 1):
+        assert dest.store.data("dst", f"out/{number}") == source.store.data("src", f"in/{number}")
+
+
+@pytest.mark.parametrize("head_md5", [True, False], ids=["read-back", "head"])
+def test_a_streamed_multipart_write_holding_other_bytes_fails(log: LogRecorder, head_md5: bool) -> None:
+    source = multipart_source(3 * PART)
+    dest = FakeBackend(name="dest", multipart_threshold=PART, part_size=PART, head_md5=head_md5)
+    write_stream = dest.write_stream
+
+    def stores_other_bytes(**kwargs: Any) -> Written:
+        written = write_stream(**kwargs)
+        stored = dest.store.get("dst", "out/0")
+        dest.store.put("dst", "out/0", b"x" + stored.data[1:], part_size=PART)
+        return written
+
+    dest.write_stream = stores_other_bytes  # type: ignore[method-assign]
+    run = make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=dest)
+
+    with pytest.raises(
+        S3SyncError, match=r"verification failed: s3://dst/out/0 has ETag [0-9a-f]{32}-3, the parts sent make"
+    ):
+        run.run()
+    assert dest.keys_of("get_object") == (["out/0"] if head_md5 else [])
+    assert run.report.counts["copied"] == 0
+
+
 def test_a_native_streamed_write_whose_etag_is_not_the_md5_is_checked_with_a_head(log: LogRecorder) -> None:
     """The native client's answer does not say whether the object is KMS-encrypted: an ETag that
     is not the MD5 sent is no verdict; a HeadObject decides."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -237,6 +238,39 @@ def test_a_streamed_write_verifies_from_its_own_answer_without_another_request(m
     assert source.operations("GetObject", "HeadObject") == ["GetObject"]
     assert dest.operations("PutObject", "HeadObject", "GetObject") == ["PutObject"]
     assert moto.client().get_object(Bucket=dst, Key="k")["Body"].read() == b"small"
+
+
+def test_a_streamed_multipart_object_is_verified_by_its_parts_without_another_request(moto, rclone, monkeypatch):
+    """A source uploaded in parts tells no MD5 of its content: the stream hashes the parts it
+    sends and checks them against the CompleteMultipartUpload's ETag (no HeadObject, no
+    read-back), though rclone's HeadObject would tell the whole content's MD5."""
+    from boto3.s3.transfer import TransferConfig
+
+    parts = {
+        "service_config": {
+            "s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB, "multipart_chunksize": 5 * MIB}}
+        }
+    }
+    src, dst = new_bucket(moto), new_bucket(rclone)
+    data = os.urandom(12 * MIB)
+    moto.client().upload_fileobj(
+        io.BytesIO(data), src, "big", Config=TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    )
+    assert moto.client().head_object(Bucket=src, Key="big")["ETag"].endswith('-3"')
+    with recorded(moto, monkeypatch, "s3_moto") as source, recorded(rclone, monkeypatch, "s3_rclone", **parts) as dest:
+        operator = S3SyncOperator(
+            task_id="sync",
+            source=f"s3://{src}",
+            dest=f"s3://{dst}",
+            source_aws_conn_id="s3_moto",
+            dest_aws_conn_id="s3_rclone",
+        )
+        assert operator.execute({})["copied"] == 1
+    assert source.operations("GetObject") == ["GetObject"]
+    assert dest.operations("UploadPart", "CompleteMultipartUpload", "HeadObject", "GetObject") == [
+        "UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"
+    ]  # fmt: skip
+    assert rclone.client().get_object(Bucket=dst, Key="big")["Body"].read() == data
 
 
 def test_objects_written_with_a_customer_key_are_read_back_with_it(endpoints):
