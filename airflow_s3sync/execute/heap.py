@@ -7,9 +7,9 @@ time: measured here, parsing one 1,000-key ListObjectsV2 page costs 8.5 ms with 
 objects frozen and 30 ms without. :func:`frozen_heap` moves them to the permanent generation
 (:func:`gc.freeze`, which Airflow's own executor and DAG processor use before forking) for the
 operators' whole ``execute``; objects made during it are collected as usual. The clients are
-built inside it too: botocore parses its endpoint and S3 model JSON once
-per process, and that parse took 0.17 s with the heap scanned and 0.04 s frozen (a task's fixed
-cost went from 0.31 s to 0.20 s of CPU).
+built inside it too: botocore parses its endpoint and S3 model JSON once per process, and that
+parse took 0.17 s with the heap scanned and 0.04 s frozen (a task's fixed cost went from 0.31 s
+to 0.20 s of CPU).
 """
 
 from __future__ import annotations
