@@ -227,14 +227,10 @@ def test_a_streamed_write_verifies_from_its_own_answer_without_another_request(m
     src, dst = new_bucket(rclone), new_bucket(moto)
     rclone.client().put_object(Bucket=src, Key="k", Body=b"small")
     with recorded(rclone, monkeypatch, "s3_rclone") as source, recorded(moto, monkeypatch, "s3_moto") as dest:
-        operator = S3SyncOperator(
-            task_id="sync",
-            source=f"s3://{src}",
-            dest=f"s3://{dst}",
-            source_aws_conn_id="s3_rclone",
-            dest_aws_conn_id="s3_moto",
+        copied = sync(
+            source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_rclone", dest_aws_conn_id="s3_moto"
         )
-        assert operator.execute({})["copied"] == 1
+        assert copied["copied"] == 1
     assert source.operations("GetObject", "HeadObject") == ["GetObject"]
     assert dest.operations("PutObject", "HeadObject", "GetObject") == ["PutObject"]
     assert moto.client().get_object(Bucket=dst, Key="k")["Body"].read() == b"small"
@@ -258,14 +254,10 @@ def test_a_streamed_multipart_object_is_verified_by_its_parts_without_another_re
     )
     assert moto.client().head_object(Bucket=src, Key="big")["ETag"].endswith('-3"')
     with recorded(moto, monkeypatch, "s3_moto") as source, recorded(rclone, monkeypatch, "s3_rclone", **parts) as dest:
-        operator = S3SyncOperator(
-            task_id="sync",
-            source=f"s3://{src}",
-            dest=f"s3://{dst}",
-            source_aws_conn_id="s3_moto",
-            dest_aws_conn_id="s3_rclone",
+        copied = sync(
+            source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_moto", dest_aws_conn_id="s3_rclone"
         )
-        assert operator.execute({})["copied"] == 1
+        assert copied["copied"] == 1
     assert source.operations("GetObject") == ["GetObject"]
     assert dest.operations("UploadPart", "CompleteMultipartUpload", "HeadObject", "GetObject") == [
         "UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"
