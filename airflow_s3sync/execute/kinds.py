@@ -21,7 +21,7 @@ from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES
 from airflow_s3sync.hooks.digest import ContentHasher, HashingReader, file_digests
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.capabilities import key_is_plain, writes_properties
-from airflow_s3sync.plan.checksum import LocalDigestPlan, parse_etag, recorded_md5, with_recorded_md5
+from airflow_s3sync.plan.checksum import Digests, LocalDigestPlan, parse_etag, recorded_md5, with_recorded_md5
 from airflow_s3sync.plan.lock import write_time_lock
 from airflow_s3sync.plan.route import TransferKind, TransferSpec
 
@@ -156,8 +156,11 @@ class Stream:
     Up to :data:`~airflow_s3sync.plan.route.READ_WHOLE_MAX` bytes the object is read whole by
     one GetObject (properties and data) and written by one PutObject, each by the backend
     routing chose (the writer gives way to the next backend routing allowed that writes every
-    property the source turns out to have, the full one last); larger objects are read as their
-    multipart upload consumes them. The source's properties (Content-Type, Cache-Control, ...,
+    property the source turns out to have, the full one last). A larger object whose MD5 the
+    source tells (its ETag, or the MD5 recorded in its metadata), up to the destination
+    backend's ``one_put_max``, goes by one PutObject as it is read, with that MD5 as its
+    Content-MD5 (the server checks every byte; nothing is hashed here); other objects are read
+    as their multipart upload consumes them. The source's properties (Content-Type, Cache-Control, ...,
     user metadata), tags and, with ``copy_object_lock``, its lock go with the write; what was
     written is verified.
     """
@@ -202,6 +205,18 @@ class Stream:
         # Written in parts, its ETag will be no MD5: the source's MD5, where known, is recorded
         # in the metadata (and checked against the bytes read).
         recorded = source_md5 or recorded_md5(args.get("Metadata"))
+        if recorded is not None and head.size <= self.dest.backend.one_put_max and key_is_plain(dest_ref.key):
+            # The source's MD5 is known: one PutObject with it as Content-MD5 lets the server
+            # check every byte end to end, and its ETag answer is that MD5; nothing to hash here.
+            try:
+                written = self.dest.backend.put_stream(
+                    dest=dest_ref, stream=stream, size=head.size, md5=recorded, extra_args=args, progress=progress
+                )
+            finally:
+                stream.close()
+            sent = Digests(head.size, md5=recorded)
+            self.followups.verify_written(self.dest, dest_ref, sent=sent, source_md5=recorded, written=written)
+            return
         in_parts = head.size >= self.dest.backend.multipart_threshold
         if recorded is not None and in_parts and "Metadata" not in self.stream_args:
             args["Metadata"] = with_recorded_md5(args.get("Metadata"), recorded)

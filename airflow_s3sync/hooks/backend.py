@@ -307,6 +307,16 @@ class Backend(ObjectBackend, Protocol):
         """Write what ``stream`` yields (read once, front to back; parts above the threshold)."""
         ...
 
+    #: The largest object :meth:`put_stream` writes (0: it writes none).
+    one_put_max: int
+
+    def put_stream(
+        self, *, dest: ObjectRef, stream: Any, size: int, md5: str, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """Write the ``size`` bytes ``stream`` yields by one PutObject, sent as they are read,
+        with ``Content-MD5`` from ``md5`` (hex) so the server refuses any other bytes."""
+        ...
+
     def copy_in_parts(
         self,
         *,

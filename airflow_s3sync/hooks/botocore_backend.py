@@ -7,6 +7,8 @@ tags, deletes and multipart housekeeping.
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import mimetypes
 import re
@@ -18,14 +20,21 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError, NoCredentialsError
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    FlexibleChecksumError,
+    NoCredentialsError,
+    UnseekableStreamError,
+)
 from s3transfer.bandwidth import BandwidthLimiter
 from s3transfer.futures import TransferFuture
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
-from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.errors import S3RequestError, S3SyncError
 from airflow_s3sync.hooks import unchecked
 from airflow_s3sync.hooks.backend import (
     Backend,
@@ -199,6 +208,36 @@ class LazyBody:
             self._body.close()
 
 
+#: The largest object streamed between endpoints by one PutObject (rclone's ``--s3-upload-cutoff``).
+ONE_PUT_MAX = 200 * 1024 * 1024
+
+
+class _OnePutBody:
+    """The body of a streamed PutObject: what ``stream`` yields, read as botocore sends it,
+    counted for progress and bandwidth. It cannot be rewound, so a request botocore would retry
+    fails instead (and the job reads the source again); ``seek`` exists, and refuses, because
+    botocore's CRT signer takes a body without one for bytes."""
+
+    def __init__(self, stream: Any, take: Callable[[int], None], progress: Progress, stop: threading.Event) -> None:
+        self._stream = stream
+        self._take = take
+        self._progress = progress
+        self._stop = stop
+
+    def read(self, amount: int | None = -1) -> bytes:
+        """The next bytes of the source (up to ``amount``)."""
+        if self._stop.is_set():
+            raise S3SyncError("transfers cancelled: the task is stopping")
+        data = self._stream.read(None if amount is None or amount < 0 else amount)
+        if data:
+            self._take(len(data))
+            self._progress(len(data))
+        return data
+
+    def seek(self, *args: Any) -> int:
+        raise io.UnsupportedOperation("a streamed body cannot be rewound")
+
+
 class BotocoreBackend:
     """Every S3 call of a sync through one boto3 client (shared by all threads) and one
     s3transfer manager for multipart transfers.
@@ -244,6 +283,15 @@ class BotocoreBackend:
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _remember_target)
             client.meta.events.register(f"after-call.s3.{operation}", self._record_written)
         unchecked.install(client.meta.events)
+        # A streamed PutObject's body is read once: botocore must neither hash it (its CRC32,
+        # a SHA-256 payload signature) nor rewind it; its Content-MD5 is the integrity header.
+        s3_settings = client.meta.config.s3 or {}
+        self.one_put_max = 0 if s3_settings.get("payload_signing_enabled") else ONE_PUT_MAX
+        self._one_put_config = client.meta.config.merge(
+            Config(request_checksum_calculation="when_required", s3={**s3_settings, "payload_signing_enabled": False})
+        )
+        self._stopping = threading.Event()
+        client.meta.events.register("before-parameter-build.s3.PutObject", self._one_put_request)
 
     # ------------------------------------------------------------ identity and errors
     @property
@@ -750,6 +798,29 @@ class BotocoreBackend:
             return Written(size)
         return Written(size, etag=answer.get("ETag"), md5_etag_possible=etag_may_be_md5(answer))
 
+    def put_stream(
+        self, *, dest: ObjectRef, stream: Any, size: int, md5: str, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        """One PutObject of the ``size`` bytes ``stream`` yields, sent as they are read (nothing
+        held in memory, nothing hashed here), with ``Content-MD5`` from ``md5``: the server
+        refuses other bytes (``BadDigest``). A request botocore would retry cannot resend its
+        body: it fails with a transient error, and the job reads the source again."""
+        body = _OnePutBody(stream, self._take, progress, self._stopping)
+        content_md5 = base64.b64encode(bytes.fromhex(md5)).decode()
+        try:
+            response = self.client.put_object(
+                Bucket=dest.bucket, Key=dest.key, Body=body, ContentLength=size, ContentMD5=content_md5, **extra_args
+            )
+        except UnseekableStreamError as error:
+            raise S3RequestError(
+                "PutObject", 0, message="the write failed and its streamed body cannot be sent again"
+            ) from error
+        return Written(size, etag=response.get("ETag"), md5_etag_possible=etag_may_be_md5(response))
+
+    def _one_put_request(self, params: Mapping[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        if isinstance(params.get("Body"), _OnePutBody):
+            context["client_config"] = self._one_put_config
+
     def _record_written(self, parsed: Mapping[str, Any], context: Mapping[str, Any], **kwargs: Any) -> None:
         target = context.get(_TARGET)
         if target is None or "ETag" not in parsed:
@@ -817,6 +888,8 @@ class BotocoreBackend:
 
         No transfer can start afterwards; listings and deletes still work.
         """
+        if cancel:
+            self._stopping.set()
         with self._manager_lock:
             self._closed = True
             manager, self._manager = self._manager, None

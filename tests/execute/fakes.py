@@ -238,6 +238,8 @@ class FakeBackend:
         (otherwise every ETag is the MD5 and :meth:`part_size_for` says ``None``).
     :param head_md5: :meth:`digests` tells the MD5 of the whole content even for an object
         written in parts, as ``rclone serve s3``'s HeadObject does.
+    :param one_put_max: the largest object :meth:`put_stream` writes (0: none, as botocore's
+        backend when the connection asks for payload signatures).
     :param gate_timeout: the longest a blocked call waits for its Event (a test bug must not hang).
     :param listing_order: what the side may trust of the listings (as a connection says).
     :param path_order: list by path segments (``a/b`` before ``a-b``), as some servers do.
@@ -256,6 +258,7 @@ class FakeBackend:
         multipart_drops_lock: bool = True,
         part_size: int | None = None,
         head_md5: bool = False,
+        one_put_max: int = 0,
         gate_timeout: float = 10.0,
         listing_order: ListingOrder = ListingOrder.S3,
         path_order: bool = False,
@@ -272,6 +275,7 @@ class FakeBackend:
         self.multipart_drops_lock = multipart_drops_lock
         self.part_size = part_size
         self.head_md5 = head_md5
+        self.one_put_max = one_put_max
         self.gate_timeout = gate_timeout
         self.calls: list[Call] = []
         #: The multipart uploads in progress (:meth:`incomplete_uploads`), as tests set them.
@@ -647,6 +651,21 @@ class FakeBackend:
             progress(len(chunk))
         stored = self._written(dest, b"".join(chunks), extra_args, in_parts=size >= self.multipart_threshold)
         return self._answer(stored) if self.answer_written else Written(len(stored.data))
+
+    def put_stream(
+        self, *, dest: ObjectRef, stream: Any, size: int, md5: str, extra_args: Mapping[str, Any], progress: Progress
+    ) -> Written:
+        self._enter("put_stream", dest.bucket, dest.key, progress, size=size, md5=md5, extra_args=dict(extra_args))
+        self._carry(Operation.WRITE_STREAM, [dest], size=size, args=extra_args)
+        chunks = []
+        while chunk := stream.read(256 * 1024):
+            chunks.append(chunk)
+            progress(len(chunk))
+        data = b"".join(chunks)
+        if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+            raise client_error("BadDigest", 400, "PutObject")
+        stored = self._written(dest, data, extra_args, in_parts=False)
+        return self._answer(stored)
 
     def copy_in_parts(
         self,

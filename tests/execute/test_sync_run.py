@@ -506,6 +506,27 @@ def test_a_streamed_multipart_write_holding_other_bytes_fails(log: LogRecorder, 
     assert run.report.counts["copied"] == 0
 
 
+@pytest.mark.parametrize(("one_put_max", "call"), [(8 * PART, "put_stream"), (2 * PART, "write_stream")])
+def test_a_stream_whose_source_md5_is_known_goes_in_one_put_up_to_its_limit(
+    log: LogRecorder, one_put_max: int, call: str
+) -> None:
+    """With the source's MD5 known, the object goes in one PutObject whose Content-MD5 the server
+    checks, verified by the answer's ETag (no HeadObject); above the backend's limit, in parts."""
+    source = FakeBackend(name="source")
+    data = os.urandom(3 * PART)
+    source.store.put("src", "in/big", data, mtime=OLD)
+    dest = FakeBackend(name="dest", multipart_threshold=PART, part_size=PART, one_put_max=one_put_max)
+
+    report = make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=dest).run()
+
+    assert report.counts["copied"] == 1
+    assert [call.name for call in dest.calls_named("put_stream", "write_stream")] == [call]
+    if call == "put_stream":
+        assert dest.calls_named("put_stream")[0].details["md5"] == hashlib.md5(data).hexdigest()
+        assert dest.calls_named("digests", "get_object") == []  # the answer's ETag sufficed
+    assert dest.store.data("dst", "out/big") == data
+
+
 def test_a_native_streamed_write_whose_etag_is_not_the_md5_is_checked_with_a_head(log: LogRecorder) -> None:
     """The native client's answer does not say whether the object is KMS-encrypted: an ETag that
     is not the MD5 sent is no verdict; a HeadObject decides."""

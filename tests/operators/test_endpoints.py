@@ -76,11 +76,15 @@ def test_streams_between_two_s3_implementations_without_temporary_files(
     copies = requests_of(operator.dest_hook, "CopyObject")
     part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
     parts = requests_of(operator.dest_hook, "UploadPart")
+    puts = requests_of(operator.dest_hook, "PutObject")
     summary = operator.execute({})
 
     assert (summary["copied"], summary["failed"], summary["bytes_transferred"]) == (2, 0, len(big) + 8)
     assert copies == [] and part_copies == []
-    assert len(parts) == 5  # 40 MiB in 8 MiB parts
+    # The source's MD5 is known: 40 MiB in one PutObject, the server checking it as Content-MD5.
+    assert parts == []
+    [big_put] = [put for put in puts if put["Key"] == "data/big.bin"]
+    assert base64.b64decode(big_put["ContentMD5"]) == hashlib.md5(big).digest()
     assert list(scratch.iterdir()) == []
     client = dest.client()
     body = client.get_object(Bucket=dst, Key="data/big.bin")["Body"].read()
@@ -116,22 +120,27 @@ def test_bytes_read_that_do_not_match_the_source_fail_the_object(endpoints, monk
 
 
 @pytest.mark.parametrize(
-    ("size", "field", "message"),
+    ("size", "field", "message", "signed"),
     [
-        (100, "ContentLength", "has 101 bytes, 100 were sent"),
-        (100, "ETag", "has MD5 0000"),
-        (6 * MIB, "ETag", "has ETag 0000"),
+        (100, "ContentLength", "has 101 bytes, 100 were sent", False),
+        (100, "ETag", "has MD5 0000", False),
+        (6 * MIB, "ETag", "has MD5 0000", False),
+        (6 * MIB, "ETag", "has ETag 0000", True),
     ],
-    ids=["size", "md5", "multipart-etag"],
+    ids=["size", "md5", "one-put", "multipart-etag"],
 )
-def test_a_destination_that_does_not_hold_what_was_sent_fails_the_object(endpoints, monkeypatch, size, field, message):
+def test_a_destination_that_does_not_hold_what_was_sent_fails_the_object(
+    endpoints, monkeypatch, size, field, message, signed
+):
     """The write's answer and the destination's HeadObject are what verification trusts: here
-    they report another size or ETag than the bytes sent (as they would after corruption)."""
+    they report another size or ETag than the bytes sent (as they would after corruption). A
+    connection that asks for payload signatures cannot stream in one PutObject: parts."""
     moto = endpoints["moto"]
     # botocore writes (the native client's answers are checked in tests/execute).
     conn = {
         "service_config": {"s3": {"transfer_config_args": {"multipart_threshold": 5 * MIB}}},
         "native_client": False,
+        "config_kwargs": {"s3": {"payload_signing_enabled": signed}} if signed else {},
     }
     use_connection(monkeypatch, "s3_moto", moto.connection_json(**conn))
     src, dst = new_bucket(endpoints["rclone"]), new_bucket(moto)
@@ -212,11 +221,11 @@ def test_tags_are_an_opt_in_for_streamed_and_multipart_copies(moto, monkeypatch,
             copy_cutoff=5 * MIB,  # the same-endpoint copy goes in parts, which S3 does not tag
         )
         part_copies = requests_of(operator.dest_hook, "UploadPartCopy")
-        parts = requests_of(operator.dest_hook, "UploadPart")
+        puts = requests_of(operator.dest_hook, "PutObject")
         client.delete_object(Bucket=dst, Key="big")
         assert operator.execute({})["copied"] == 1
-        # Server-side: copied parts; streamed: parts uploaded (the bytes went through the worker).
-        assert (bool(part_copies), bool(parts)) == (not streamed, streamed)
+        # Server-side: copied parts; streamed: one PutObject (the bytes went through the worker).
+        assert (bool(part_copies), bool(puts)) == (not streamed, streamed)
         tags = sorted(client.get_object_tagging(Bucket=dst, Key="big")["TagSet"], key=lambda tag: tag["Key"])
         assert tags == (tagged if copy_tags else []), dest_conn
 
@@ -263,6 +272,26 @@ def test_a_streamed_multipart_object_is_verified_by_its_parts_without_another_re
         "UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"
     ]  # fmt: skip
     assert rclone.client().get_object(Bucket=dst, Key="big")["Body"].read() == data
+
+
+def test_a_streamed_put_that_fails_reads_the_source_again(moto, rclone, monkeypatch):
+    """One PutObject's body is the source's stream and cannot be sent twice: a 500 answer to it
+    makes the job start again from the source (botocore cannot retry it itself)."""
+    from tests.faults import FaultProxy
+    from tests.support import connection_json_via
+
+    src, dst = new_bucket(rclone), new_bucket(moto)
+    data = os.urandom(12 * MIB)
+    rclone.client().put_object(Bucket=src, Key="big", Body=data)
+    use_connection(monkeypatch, "s3_rclone", rclone.connection_json())
+    with FaultProxy(moto.endpoint_url, rate=1.0, seed=1, kinds=("500",), max_faults_per_request=1) as proxy:
+        use_connection(monkeypatch, "s3_moto", connection_json_via(moto, proxy.endpoint_url))
+        summary = sync(
+            source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_rclone", dest_aws_conn_id="s3_moto"
+        )
+    assert (summary["copied"], summary["failed"]) == (1, 0) and summary["retries"] >= 1
+    assert proxy.operations("PutObject", "UploadPart") == ["PutObject", "PutObject"]
+    assert moto.client().get_object(Bucket=dst, Key="big")["Body"].read() == data
 
 
 def test_objects_written_with_a_customer_key_are_read_back_with_it(endpoints):
