@@ -32,6 +32,7 @@ from s3transfer.bandwidth import BandwidthLimiter
 from s3transfer.futures import TransferFuture
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
+from s3transfer.upload import UploadSubmissionTask
 from s3transfer.utils import ChunksizeAdjuster
 
 from airflow_s3sync.errors import S3RequestError, S3SyncError
@@ -210,6 +211,8 @@ class LazyBody:
 
 #: The largest object streamed between endpoints by one PutObject (rclone's ``--s3-upload-cutoff``).
 ONE_PUT_MAX = 200 * 1024 * 1024
+#: Upload arguments a PutObject does not take (s3transfer leaves them out of its PutObjects too).
+_MULTIPART_ONLY_ARGS = frozenset(UploadSubmissionTask.PUT_OBJECT_BLOCKLIST)
 
 
 class _OnePutBody:
@@ -807,9 +810,10 @@ class BotocoreBackend:
         body: it fails with a transient error, and the job reads the source again."""
         body = _OnePutBody(stream, self._take, progress, self._stopping)
         content_md5 = base64.b64encode(bytes.fromhex(md5)).decode()
+        args = {name: value for name, value in extra_args.items() if name not in _MULTIPART_ONLY_ARGS}
         try:
             response = self.client.put_object(
-                Bucket=dest.bucket, Key=dest.key, Body=body, ContentLength=size, ContentMD5=content_md5, **extra_args
+                Bucket=dest.bucket, Key=dest.key, Body=body, ContentLength=size, ContentMD5=content_md5, **args
             )
         except UnseekableStreamError as error:
             raise S3RequestError(
