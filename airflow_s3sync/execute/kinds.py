@@ -159,10 +159,10 @@ class Stream:
     property the source turns out to have, the full one last). A larger object whose MD5 the
     source tells (its ETag, or the MD5 recorded in its metadata), up to the destination
     backend's ``one_put_max``, goes by one PutObject as it is read, with that MD5 as its
-    Content-MD5 (the server checks every byte; nothing is hashed here); other objects are read
-    as their multipart upload consumes them. The source's properties (Content-Type, Cache-Control, ...,
-    user metadata), tags and, with ``copy_object_lock``, its lock go with the write; what was
-    written is verified.
+    Content-MD5 (the server checks every byte; nothing is hashed here), and in parts if that
+    PutObject failed once; other objects are read as their multipart upload consumes them. The
+    source's properties (Content-Type, Cache-Control, ..., user metadata), tags and, with
+    ``copy_object_lock``, its lock go with the write; what was written is verified.
     """
 
     source: S3Side
@@ -173,6 +173,8 @@ class Stream:
     #: Whether the destination's answers to multipart writes were found not to tell a multipart
     #: ETag (then the whole content's MD5 is computed for the rest of the run).
     _whole_md5: bool = field(default=False, init=False)
+    #: The keys whose one streamed PutObject failed in this run (written in parts from then on).
+    _one_put_failed: set[str] = field(default_factory=set, init=False)
 
     def run(self, spec: TransferSpec, src: Entry, line: str, progress: Progress) -> None:
         """Stream ``src`` to the destination endpoint."""
@@ -205,13 +207,23 @@ class Stream:
         # Written in parts, its ETag will be no MD5: the source's MD5, where known, is recorded
         # in the metadata (and checked against the bytes read).
         recorded = source_md5 or recorded_md5(args.get("Metadata"))
-        if recorded is not None and head.size <= self.dest.backend.one_put_max and key_is_plain(dest_ref.key):
+        if (
+            recorded is not None
+            and head.size <= self.dest.backend.one_put_max
+            and key_is_plain(dest_ref.key)
+            and src.key not in self._one_put_failed
+        ):
             # The source's MD5 is known: one PutObject with it as Content-MD5 lets the server
             # check every byte end to end, and its ETag answer is that MD5; nothing to hash here.
+            # Its body cannot be sent twice, so after a failure the object goes in parts, each
+            # retried alone.
             try:
                 written = self.dest.backend.put_stream(
                     dest=dest_ref, stream=stream, size=head.size, md5=recorded, extra_args=args, progress=progress
                 )
+            except Exception:
+                self._one_put_failed.add(src.key)
+                raise
             finally:
                 stream.close()
             sent = Digests(head.size, md5=recorded)

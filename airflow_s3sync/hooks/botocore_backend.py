@@ -226,6 +226,9 @@ class _OnePutBody:
         self._take = take
         self._progress = progress
         self._stop = stop
+        #: What failed botocore's last attempt with this body: HTTP status (0: no answer), S3
+        #: error code, what happened (for the error the request ends in).
+        self.failure: tuple[int, str, str] = (0, "", "the request failed")
 
     def read(self, amount: int | None = -1) -> bytes:
         """The next bytes of the source (up to ``amount``)."""
@@ -239,6 +242,21 @@ class _OnePutBody:
 
     def seek(self, *args: Any) -> int:
         raise io.UnsupportedOperation("a streamed body cannot be rewound")
+
+
+def _remember_one_put_failure(
+    request_dict: Mapping[str, Any], response: Any, caught_exception: BaseException | None, **kwargs: Any
+) -> None:
+    """Keep on a streamed PutObject's body what failed its attempt: botocore's retry then fails
+    on the body's ``seek`` with an error that does not say."""
+    body = request_dict.get("body")
+    if not isinstance(body, _OnePutBody):
+        return
+    if caught_exception is not None:
+        body.failure = (0, "", f"{type(caught_exception).__name__}: {caught_exception}")
+    elif response is not None:
+        error = response[1].get("Error", {})
+        body.failure = (response[0].status_code, error.get("Code", ""), error.get("Message", ""))
 
 
 class BotocoreBackend:
@@ -295,6 +313,7 @@ class BotocoreBackend:
         )
         self._stopping = threading.Event()
         client.meta.events.register("before-parameter-build.s3.PutObject", self._one_put_request)
+        client.meta.events.register("needs-retry.s3.PutObject", _remember_one_put_failure)
 
     # ------------------------------------------------------------ identity and errors
     @property
@@ -816,8 +835,9 @@ class BotocoreBackend:
                 Bucket=dest.bucket, Key=dest.key, Body=body, ContentLength=size, ContentMD5=content_md5, **args
             )
         except UnseekableStreamError as error:
+            status, code, message = body.failure
             raise S3RequestError(
-                "PutObject", 0, message="the write failed and its streamed body cannot be sent again"
+                "PutObject", status, code, f"{message} (a streamed body is not sent again)".lstrip()
             ) from error
         return Written(size, etag=response.get("ETag"), md5_etag_possible=etag_may_be_md5(response))
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from airflow_s3sync.errors import S3SyncError
+from airflow_s3sync.errors import S3RequestError, S3SyncError
 from airflow_s3sync.execute.run import SyncOptions, SyncRun
 from airflow_s3sync.hooks.backend import IncompleteUpload, ObjectRef, Written
 from airflow_s3sync.hooks.crt import CAPABILITIES as CRT
@@ -525,6 +525,25 @@ def test_a_stream_whose_source_md5_is_known_goes_in_one_put_up_to_its_limit(
         assert dest.calls_named("put_stream")[0].details["md5"] == hashlib.md5(data).hexdigest()
         assert dest.calls_named("digests", "get_object") == []  # the answer's ETag sufficed
     assert dest.store.data("dst", "out/big") == data
+
+
+def test_an_object_whose_one_put_failed_is_written_in_parts_on_the_next_attempt(log: LogRecorder) -> None:
+    """A streamed PutObject cannot resend its body, so its failure costs the whole object: the
+    job's next attempt writes that object in parts (each retried alone), the others stay one PUT."""
+    source = FakeBackend(name="source")
+    for name in ("in/a", "in/b"):
+        source.store.put("src", name, os.urandom(3 * PART), mtime=OLD)
+    dest = FakeBackend(name="dest", multipart_threshold=PART, part_size=PART, one_put_max=8 * PART)
+    dest.fail(S3RequestError("PutObject", 500, "InternalError"), keys=["out/a"], on=["put_stream"], times=1)
+
+    report = make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=dest).run()
+
+    assert report.counts["copied"] == 2
+    calls = [(call.name, call.key) for call in dest.calls_named("put_stream", "write_stream")]
+    assert sorted(calls) == [("put_stream", "out/a"), ("put_stream", "out/b"), ("write_stream", "out/a")]
+    assert calls.index(("put_stream", "out/a")) < calls.index(("write_stream", "out/a"))
+    for name in ("a", "b"):
+        assert dest.store.data("dst", f"out/{name}") == source.store.data("src", f"in/{name}")
 
 
 def test_a_native_streamed_write_whose_etag_is_not_the_md5_is_checked_with_a_head(log: LogRecorder) -> None:

@@ -274,9 +274,10 @@ def test_a_streamed_multipart_object_is_verified_by_its_parts_without_another_re
     assert rclone.client().get_object(Bucket=dst, Key="big")["Body"].read() == data
 
 
-def test_a_streamed_put_that_fails_reads_the_source_again(moto, rclone, monkeypatch):
+def test_a_streamed_put_that_fails_reads_the_source_again_into_parts(moto, rclone, monkeypatch, logs):
     """One PutObject's body is the source's stream and cannot be sent twice: a 500 answer to it
-    makes the job start again from the source (botocore cannot retry it itself)."""
+    makes the job start again from the source (botocore cannot retry it itself), and that
+    attempt writes the object in parts, which botocore retries one by one."""
     from tests.faults import FaultProxy
     from tests.support import connection_json_via
 
@@ -289,9 +290,41 @@ def test_a_streamed_put_that_fails_reads_the_source_again(moto, rclone, monkeypa
         summary = sync(
             source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_rclone", dest_aws_conn_id="s3_moto"
         )
-    assert (summary["copied"], summary["failed"]) == (1, 0) and summary["retries"] >= 1
-    assert proxy.operations("PutObject", "UploadPart") == ["PutObject", "PutObject"]
+    assert (summary["copied"], summary["failed"]) == (1, 0) and summary["retries"] == 1
+    # Each request met one 500: the PutObject once (its retry cannot resend), each part twice.
+    writes = proxy.operations("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+    assert writes == [
+        "PutObject",
+        *["CreateMultipartUpload"] * 2,
+        *["UploadPart"] * 4,
+        *["CompleteMultipartUpload"] * 2,
+    ]
+    [retry] = [line for line in logs.at("warning") if line.startswith("retrying copy")]
+    assert "PutObject failed: 500 InternalError" in retry and "a streamed body is not sent again" in retry
     assert moto.client().get_object(Bucket=dst, Key="big")["Body"].read() == data
+
+
+def test_a_source_cut_short_under_a_streamed_put_writes_nothing_and_is_read_again(moto, rclone, monkeypatch):
+    """The source's body cut mid-object while one PutObject sends it: the PutObject is abandoned
+    short of its Content-Length, and the job reads the source again, into parts."""
+    from tests.faults import FaultProxy
+    from tests.support import connection_json_via
+
+    src, dst = new_bucket(moto), new_bucket(rclone)
+    data = os.urandom(12 * MIB)
+    moto.client().put_object(Bucket=src, Key="big", Body=data)
+    with (
+        FaultProxy(moto.endpoint_url, rate=1.0, seed=1, kinds=("truncate",), max_faults_per_request=1) as cut,
+        recorded(rclone, monkeypatch, "s3_rclone") as dest,
+    ):
+        use_connection(monkeypatch, "s3_moto", connection_json_via(moto, cut.endpoint_url))
+        summary = sync(
+            source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_moto", dest_aws_conn_id="s3_rclone"
+        )
+        assert cut.counts()["truncate"] >= 1 and cut.operations("GetObject") == ["GetObject", "GetObject"]
+    assert (summary["copied"], summary["failed"], summary["retries"]) == (1, 0, 1)
+    assert dest.operations("PutObject", "CreateMultipartUpload")[:2] == ["PutObject", "CreateMultipartUpload"]
+    assert rclone.client().get_object(Bucket=dst, Key="big")["Body"].read() == data
 
 
 def test_objects_written_with_a_customer_key_are_read_back_with_it(endpoints):

@@ -4,8 +4,8 @@ The sync runs in a child process (``S3SyncOperator(...).execute({})``, connectio
 ``AIRFLOW_CONN_*`` variables) whose requests go through a ``FaultProxy`` that injects no faults but
 slows bodies down (and, for server-side copies, delays each request), so the kill lands while
 objects are in flight: the test waits for evidence of that (objects already written at the
-destination, a multipart upload or a download's temporary file in progress), then kills the child
-with SIGKILL, which no handler can catch.
+destination, a multipart upload, a big PutObject or a download's temporary file in progress),
+then kills the child with SIGKILL, which no handler can catch.
 
 Multipart uploads a kill leaves are expected (S3 keeps them until aborted, see
 ``abort_incomplete_uploads_after``): they are listed in the messages, never failed on.
@@ -13,6 +13,7 @@ Multipart uploads a kill leaves are expected (S3 keeps them until aborted, see
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 
 from airflow_s3sync import S3SyncOperator
 from airflow_s3sync.hooks.local import is_temp_name
@@ -224,7 +226,16 @@ def test_a_killed_server_side_copy_leaves_no_partial_object_and_the_rerun_conver
     )
 
 
+def big_writes_in_flight(proxy: FaultProxy, server: S3Server, bucket: str, prefix: str) -> bool:
+    """Whether a PutObject of a big object has reached the proxy for an object not yet written."""
+    sizes = [int(headers.get("content-length", 0)) for headers in proxy.headers_of("PutObject")]
+    sent = sum(size > 8 * MIB for size in sizes)
+    listed = server.client().list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return sent > sum(item["Size"] > 8 * MIB for item in listed)
+
+
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("source_in_parts", [False, True], ids=["one-put", "in-parts"])
 def test_a_killed_streamed_copy_leaves_no_partial_object_and_the_rerun_converges(
     moto: S3Server,
     rclone: S3Server,
@@ -232,13 +243,25 @@ def test_a_killed_streamed_copy_leaves_no_partial_object_and_the_rerun_converges
     slow_rclone: FaultProxy,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    source_in_parts: bool,
 ) -> None:
+    """A source object whose MD5 is known streams as one PutObject (killed mid-body); one
+    uploaded in parts (its ETag is no MD5) streams as a multipart upload (killed mid-upload)."""
     expected = {name: content(name, size) for name, size in FILES.items()}
     source_bucket, bucket = new_bucket(moto), new_bucket(rclone)
-    fill_bucket(moto, source_bucket, "s/", expected)
+    if source_in_parts:
+        client, parts = moto.client(), TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+        for name, data in expected.items():
+            client.upload_fileobj(io.BytesIO(data), source_bucket, "s/" + name, Config=parts)
+    else:
+        fill_bucket(moto, source_bucket, "s/", expected)
 
     def evidence() -> bool:
-        return bool(bucket_keys(rclone, bucket, "d/")) and bool(multipart_uploads(rclone, bucket))
+        if not bucket_keys(rclone, bucket, "d/"):
+            return False
+        if source_in_parts:
+            return bool(multipart_uploads(rclone, bucket))
+        return big_writes_in_flight(slow_rclone, rclone, bucket, "d/")
 
     output = kill_mid_run(
         tmp_path,
