@@ -7,6 +7,8 @@ needs them, so nothing here asks which kind of side it holds.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from airflow_s3sync.hooks.backend import ObjectHead, ObjectRef, Progress
 from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES
 from airflow_s3sync.hooks.digest import ContentHasher, HashingReader, file_digests
 from airflow_s3sync.plan import Entry
-from airflow_s3sync.plan.capabilities import key_is_plain, writes_properties
+from airflow_s3sync.plan.capabilities import key_is_plain, sends_arg, writes_properties
 from airflow_s3sync.plan.checksum import Digests, LocalDigestPlan, parse_etag, recorded_md5, with_recorded_md5
 from airflow_s3sync.plan.lock import write_time_lock
 from airflow_s3sync.plan.route import TransferKind, TransferSpec
@@ -197,12 +199,21 @@ class Stream:
                 ),
                 self.dest.backend,  # carries every property
             )
+            # The bytes read are hashed only when the write's answer does not show them to be
+            # the source's (its ETag is the source's MD5). The MD5 goes as Content-MD5 where the
+            # writer sends it, so a server that checks it refuses other bytes at once.
+            sends_md5 = sends_arg(writer.capabilities, "ContentMD5")
+            md5 = source_md5
+            hashed = False
+            if md5 is None and sends_md5:
+                md5, hashed = hashlib.md5(body, usedforsecurity=False).hexdigest(), True
+            if sends_md5:
+                args["ContentMD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
             written = writer.write_object(dest=dest_ref, data=body, extra_args=args, progress=progress)
-            hasher = ContentHasher(part_size=None)
-            hasher.update(body)
-            self.followups.verify_written(
-                self.dest, dest_ref, sent=hasher.digests(), source_md5=source_md5, written=written
-            )
+            if not hashed and (md5 is None or parse_etag(written.etag)[0] != md5):
+                md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+            sent = Digests(len(body), md5=md5)
+            self.followups.verify_written(self.dest, dest_ref, sent=sent, source_md5=source_md5, written=written)
             return
         # Written in parts, its ETag will be no MD5: the source's MD5, where known, is recorded
         # in the metadata (and checked against the bytes read).

@@ -354,6 +354,7 @@ _HEADERS = {
     "ContentDisposition": "Content-Disposition",
     "ContentEncoding": "Content-Encoding",
     "ContentLanguage": "Content-Language",
+    "ContentMD5": "Content-MD5",
     "ContentType": "Content-Type",
     "Expires": "Expires",
     "MetadataDirective": "x-amz-metadata-directive",

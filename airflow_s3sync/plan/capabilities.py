@@ -132,6 +132,11 @@ def carries(
     return not (lock and not capabilities.lock_headers) and not (tags and not capabilities.tags)
 
 
+def sends_arg(capabilities: Capabilities, name: str) -> bool:
+    """Whether a backend sends the request argument ``name`` (botocore's name)."""
+    return capabilities.request_args is None or name in capabilities.request_args
+
+
 def writes_properties(capabilities: Capabilities, properties: Iterable[str], metadata: Iterable[str] = ()) -> bool:
     """Whether a backend writes these object properties (and user metadata names) exactly: a
     source's properties are known only once it is read, so a streamed copy asks this then."""

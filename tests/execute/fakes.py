@@ -13,6 +13,7 @@ routing mistake fails the transfer instead of passing unnoticed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -530,7 +531,11 @@ class FakeBackend:
     ) -> Written:
         self._enter("write_object", dest.bucket, dest.key, progress, size=len(data), extra_args=dict(extra_args))
         self._carry(Operation.WRITE_WHOLE, [dest], size=len(data), args=extra_args)
-        stored = self._written(dest, data, extra_args, in_parts=False)
+        args = dict(extra_args)
+        content_md5 = args.pop("ContentMD5", None)
+        if content_md5 is not None and base64.b64decode(content_md5) != hashlib.md5(data).digest():
+            raise client_error("BadDigest", 400, "PutObject")
+        stored = self._written(dest, data, args, in_parts=False)
         progress(len(data))
         return self._answer(stored)
 

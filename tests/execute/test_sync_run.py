@@ -439,6 +439,68 @@ def test_small_streamed_objects_go_to_the_first_fast_client_that_carries_them(
     assert report.counts["copied"] == 1
 
 
+def count_kinds_md5(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the bytes the transfer kinds hash with MD5 (a list that grows)."""
+    import airflow_s3sync.execute.kinds as kinds
+
+    sizes: list[int] = []
+    real = hashlib.md5
+
+    def md5(data: bytes = b"", **kwargs: Any) -> Any:
+        sizes.append(len(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(kinds, "hashlib", type("hashlib", (), {"md5": staticmethod(md5)}))
+    return sizes
+
+
+@pytest.mark.parametrize("writer", ["awscrt", "obstore", "botocore"])
+def test_a_small_stream_checks_the_bytes_read_against_the_source_md5_without_hashing_them(
+    log: LogRecorder, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    """The source's MD5 goes as Content-MD5 with a writer that sends it (the server refuses
+    other bytes); obstore cannot send it, and its answer's ETag equal to that MD5 suffices.
+    Either way the worker hashes nothing."""
+    source = FakeBackend(name="source")
+    source.store.put("src", "in/a", b"payload", mtime=OLD)
+    dest = FakeBackend(name="botocore")
+    fast = {"awscrt": (dest.fast(CRT),), "obstore": (dest.fast(OBSTORE),), "botocore": ()}[writer]
+    hashed = count_kinds_md5(monkeypatch)
+
+    report = make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=FakeHook(dest, *fast)).run()
+
+    assert report.counts["copied"] == 1 and hashed == []
+    [call] = (fast[0] if fast else dest).calls_named("write_object")
+    sent_md5 = call.details["extra_args"].get("ContentMD5")
+    expected = None if writer == "obstore" else base64.b64encode(hashlib.md5(b"payload").digest()).decode()
+    assert sent_md5 == expected
+    assert dest.store.data("dst", "out/a") == b"payload"
+
+
+@pytest.mark.parametrize(
+    ("writer", "error"),
+    [
+        ("awscrt", "BadDigest"),
+        ("obstore", r"verification failed: the bytes read \(MD5 [0-9a-f]{32}\) are not the source's"),
+    ],
+)
+def test_small_stream_bytes_that_are_not_the_source_md5_fail_the_object(
+    log: LogRecorder, writer: str, error: str
+) -> None:
+    """Bytes read that are not what the source's ETag says: refused by the server that got the
+    MD5 as Content-MD5, or found by hashing them once the answer's ETag disagrees."""
+    source = FakeBackend(name="source")
+    stored = source.store.put("src", "in/a", b"payload", mtime=OLD)
+    stored.etag = md5_etag(b"what the source said it holds")
+    dest = FakeBackend(name="botocore")
+    fast = dest.fast(CRT if writer == "awscrt" else OBSTORE)
+
+    with pytest.raises(S3SyncError, match=error):
+        make_run("s3://src/in", "s3://dst/out", log, source_hook=source, dest_hook=FakeHook(dest, fast)).run()
+    if writer == "awscrt":
+        assert ("dst", "out/a") not in dest.store.objects
+
+
 PART = 256 * 1024
 
 

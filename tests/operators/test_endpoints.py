@@ -16,7 +16,6 @@ import pytest
 
 from airflow_s3sync import S3SyncOperator
 from airflow_s3sync.errors import S3SyncError
-from airflow_s3sync.hooks.digest import ContentHasher
 from tests.conftest import new_bucket
 from tests.support import S3Server, recorded, use_connection
 
@@ -110,13 +109,42 @@ def test_streams_between_two_s3_implementations_without_temporary_files(
     assert (again["copied"], again["skipped"]) == (0, 2)
 
 
-def test_bytes_read_that_do_not_match_the_source_fail_the_object(endpoints, monkeypatch):
-    src, dst = new_bucket(endpoints["moto"]), new_bucket(endpoints["rclone"])
-    endpoints["moto"].client().put_object(Bucket=src, Key="k", Body=b"payload")
-    original = ContentHasher.update
-    monkeypatch.setattr(ContentHasher, "update", lambda self, data: original(self, data[::-1]))
-    with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed: the bytes read"):
-        sync(source=f"s3://{src}", dest=f"s3://{dst}", source_aws_conn_id="s3_moto", dest_aws_conn_id="s3_rclone")
+@pytest.mark.parametrize("native_client", [True, False], ids=["obstore", "botocore"])
+def test_bytes_read_that_do_not_match_the_source_fail_the_object(endpoints, monkeypatch, native_client):
+    """A proxy flips one byte of every GetObject body from the source. botocore sends the
+    source's MD5 as Content-MD5, which moto does not check (it stores the bytes); obstore cannot
+    send it. Either way the write's ETag is not the source's MD5, so the bytes read are hashed
+    and found not to be the source's."""
+    from tests.faults import FaultProxy, with_body
+    from tests.support import connection_json_via
+
+    class Corrupting(FaultProxy):
+        def edit_mode(self, request):
+            return "whole" if request.start.startswith(b"GET ") and b"list-type" not in request.start else None
+
+        def edit_response(self, request, response, body):
+            return with_body(response, bytes([body[0] ^ 1]) + body[1:] if body else body)
+
+    moto, rclone = endpoints["moto"], endpoints["rclone"]
+    src, dst = new_bucket(rclone), new_bucket(moto)
+    # Stored without a checksum: botocore's reads would otherwise catch the flipped byte first.
+    rclone.client(request_checksum_calculation="when_required").put_object(Bucket=src, Key="k", Body=b"payload")
+    extra = {} if native_client else {"native_client": False}
+    use_connection(monkeypatch, "s3_moto", moto.connection_json(**extra))
+    with Corrupting(rclone.endpoint_url, rate=0.0, seed=1) as proxy:
+        use_connection(monkeypatch, "s3_rclone", connection_json_via(rclone, proxy.endpoint_url, **extra))
+        operator = S3SyncOperator(
+            task_id="sync",
+            source=f"s3://{src}",
+            dest=f"s3://{dst}",
+            source_aws_conn_id="s3_rclone",
+            dest_aws_conn_id="s3_moto",
+        )
+        puts = requests_of(operator.dest_hook, "PutObject")
+        with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed: the bytes"):
+            operator.execute({})
+    source_md5 = base64.b64encode(hashlib.md5(b"payload").digest()).decode()
+    assert [put.get("ContentMD5") for put in puts] == ([] if native_client else [source_md5])
 
 
 @pytest.mark.parametrize(
