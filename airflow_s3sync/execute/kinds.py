@@ -161,10 +161,11 @@ class Stream:
     property the source turns out to have, the full one last). A larger object whose MD5 the
     source tells (its ETag, or the MD5 recorded in its metadata), up to the destination
     backend's ``one_put_max``, goes by one PutObject as it is read, with that MD5 as its
-    Content-MD5 (the server checks every byte; nothing is hashed here), and in parts if that
-    PutObject failed once; other objects are read as their multipart upload consumes them. The
-    source's properties (Content-Type, Cache-Control, ..., user metadata), tags and, with
-    ``copy_object_lock``, its lock go with the write; what was written is verified.
+    Content-MD5 (a server that checks it refuses other bytes, and the answer's ETag must be it;
+    nothing is hashed here), and in parts if that PutObject failed once; other objects are read
+    as their multipart upload consumes them. The source's properties (Content-Type,
+    Cache-Control, ..., user metadata), tags and, with ``copy_object_lock``, its lock go with the
+    write; what was written is verified.
     """
 
     source: S3Side
@@ -215,8 +216,6 @@ class Stream:
             sent = Digests(len(body), md5=md5)
             self.followups.verify_written(self.dest, dest_ref, sent=sent, source_md5=source_md5, written=written)
             return
-        # Written in parts, its ETag will be no MD5: the source's MD5, where known, is recorded
-        # in the metadata (and checked against the bytes read).
         recorded = source_md5 or recorded_md5(args.get("Metadata"))
         if (
             recorded is not None
@@ -225,9 +224,9 @@ class Stream:
             and src.key not in self._one_put_failed
         ):
             # The source's MD5 is known: one PutObject with it as Content-MD5 lets the server
-            # check every byte end to end, and its ETag answer is that MD5; nothing to hash here.
-            # Its body cannot be sent twice, so after a failure the object goes in parts, each
-            # retried alone.
+            # check every byte end to end, and its answer's ETag must be that MD5; nothing to
+            # hash here. Its body cannot be sent twice, so after a failure the object goes in
+            # parts, each retried alone.
             try:
                 written = self.dest.backend.put_stream(
                     dest=dest_ref, stream=stream, size=head.size, md5=recorded, extra_args=args, progress=progress
@@ -240,6 +239,8 @@ class Stream:
             sent = Digests(head.size, md5=recorded)
             self.followups.verify_written(self.dest, dest_ref, sent=sent, source_md5=recorded, written=written)
             return
+        # Written in parts, its ETag will be no MD5: the source's MD5, where known, is recorded
+        # in the metadata (and checked against the bytes read).
         in_parts = head.size >= self.dest.backend.multipart_threshold
         if recorded is not None and in_parts and "Metadata" not in self.stream_args:
             args["Metadata"] = with_recorded_md5(args.get("Metadata"), recorded)

@@ -314,7 +314,7 @@ class Backend(ObjectBackend, Protocol):
         self, *, dest: ObjectRef, stream: Any, size: int, md5: str, extra_args: Mapping[str, Any], progress: Progress
     ) -> Written:
         """Write the ``size`` bytes ``stream`` yields by one PutObject, sent as they are read,
-        with ``Content-MD5`` from ``md5`` (hex) so the server refuses any other bytes."""
+        with ``Content-MD5`` from ``md5`` (hex), so a server that checks it refuses other bytes."""
         ...
 
     def copy_in_parts(

@@ -824,9 +824,10 @@ class BotocoreBackend:
         self, *, dest: ObjectRef, stream: Any, size: int, md5: str, extra_args: Mapping[str, Any], progress: Progress
     ) -> Written:
         """One PutObject of the ``size`` bytes ``stream`` yields, sent as they are read (nothing
-        held in memory, nothing hashed here), with ``Content-MD5`` from ``md5``: the server
-        refuses other bytes (``BadDigest``). A request botocore would retry cannot resend its
-        body: it fails with a transient error, and the job reads the source again."""
+        held in memory, nothing hashed here), with ``Content-MD5`` from ``md5``: a server that
+        checks it refuses other bytes (``BadDigest``; moto does not check). A request botocore
+        would retry cannot resend its body: it fails with a transient error naming what failed,
+        and the job reads the source again."""
         body = _OnePutBody(stream, self._take, progress, self._stopping)
         content_md5 = base64.b64encode(bytes.fromhex(md5)).decode()
         args = {name: value for name, value in extra_args.items() if name not in _MULTIPART_ONLY_ARGS}
