@@ -211,6 +211,9 @@ class LazyBody:
 
 #: The largest object streamed between endpoints by one PutObject (rclone's ``--s3-upload-cutoff``).
 ONE_PUT_MAX = 200 * 1024 * 1024
+#: The bytes a streamed PutObject's body reads at a time, whatever the sender asks for: the HTTP
+#: connection asks for 16 KiB, and each read costs as much Python as a MiB does.
+ONE_PUT_READ = 1024 * 1024
 #: Upload arguments a PutObject does not take (s3transfer leaves them out of its PutObjects too).
 _MULTIPART_ONLY_ARGS = frozenset(UploadSubmissionTask.PUT_OBJECT_BLOCKLIST)
 
@@ -231,10 +234,11 @@ class _OnePutBody:
         self.failure: tuple[int, str, str] = (0, "", "the request failed")
 
     def read(self, amount: int | None = -1) -> bytes:
-        """The next bytes of the source (up to ``amount``)."""
+        """The next bytes of the source: up to ``amount``, or :data:`ONE_PUT_READ` if more (the
+        sender sends what it gets)."""
         if self._stop.is_set():
             raise S3SyncError("transfers cancelled: the task is stopping")
-        data = self._stream.read(None if amount is None or amount < 0 else amount)
+        data = self._stream.read(None if amount is None or amount < 0 else max(amount, ONE_PUT_READ))
         if data:
             self._take(len(data))
             self._progress(len(data))

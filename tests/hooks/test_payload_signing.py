@@ -4,6 +4,9 @@ SHA-256 signature. Real moto server, behind a recording proxy."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import os
 import re
 
@@ -49,3 +52,42 @@ def test_checksummed_bodies_go_unsigned_over_plain_http(moto, monkeypatch, tmp_p
     client = moto.client()
     assert client.get_object(Bucket=bucket, Key="small")["Body"].read() == b"payload"
     assert client.get_object(Bucket=bucket, Key="big")["Body"].read() == big.read_bytes()
+
+
+class CountedReads(io.BytesIO):
+    """A source stream that counts the reads made of it."""
+
+    reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+
+def test_a_streamed_put_is_unsigned_without_a_crc_and_reads_its_source_a_mib_at_a_time(moto, monkeypatch):
+    """``put_stream``: Content-MD5 is its integrity header (no CRC32 that botocore would have to
+    read the body for, no SHA-256 payload signature), and its source is read in 1 MiB pieces
+    however little the HTTP connection asks for (16 KiB)."""
+    from airflow_s3sync.hooks.backend import ObjectRef
+    from airflow_s3sync.hooks.botocore_backend import ONE_PUT_READ
+
+    bucket = new_bucket(moto)
+    data = os.urandom(3 * MIB + 5)
+    source = CountedReads(data)
+    with recorded(moto, monkeypatch, "aws_default") as proxy:
+        backend = S3SyncHook().backend
+        written = backend.put_stream(
+            dest=ObjectRef(bucket, "k"),
+            stream=source,
+            size=len(data),
+            md5=hashlib.md5(data).hexdigest(),
+            extra_args={},
+            progress=lambda count: None,
+        )
+    [headers] = [headers for operation, headers in proxy.sent if operation == "PutObject"]
+    assert content_sha256(headers) == "UNSIGNED-PAYLOAD"
+    assert headers["content-md5"] == base64.b64encode(hashlib.md5(data).digest()).decode()
+    assert not any(name.startswith("x-amz-checksum") for name in headers)
+    assert ONE_PUT_READ == MIB and source.reads <= 5  # 3 MiB + 5 bytes: 4 pieces and the empty read
+    assert written.etag == f'"{hashlib.md5(data).hexdigest()}"'
+    assert moto.client().get_object(Bucket=bucket, Key="k")["Body"].read() == data
