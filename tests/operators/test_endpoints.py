@@ -34,6 +34,17 @@ def sync(**kwargs) -> dict:
     return S3SyncOperator(task_id="sync", **kwargs).execute({})
 
 
+def bucket_sync(src: str, dst: str, source_conn: str, dest_conn: str) -> S3SyncOperator:
+    """A sync of bucket ``src`` (connection ``source_conn``) to bucket ``dst``, not yet run."""
+    return S3SyncOperator(
+        task_id="sync",
+        source=f"s3://{src}",
+        dest=f"s3://{dst}",
+        source_aws_conn_id=source_conn,
+        dest_aws_conn_id=dest_conn,
+    )
+
+
 def requests_of(hook, operation: str) -> list[dict]:
     """Record the parameters of every ``operation`` request the hook's client makes."""
     seen: list[dict] = []
@@ -133,13 +144,7 @@ def test_bytes_read_that_do_not_match_the_source_fail_the_object(endpoints, monk
     use_connection(monkeypatch, "s3_moto", moto.connection_json(**extra))
     with Corrupting(rclone.endpoint_url, rate=0.0, seed=1) as proxy:
         use_connection(monkeypatch, "s3_rclone", connection_json_via(rclone, proxy.endpoint_url, **extra))
-        operator = S3SyncOperator(
-            task_id="sync",
-            source=f"s3://{src}",
-            dest=f"s3://{dst}",
-            source_aws_conn_id="s3_rclone",
-            dest_aws_conn_id="s3_moto",
-        )
+        operator = bucket_sync(src, dst, "s3_rclone", "s3_moto")
         puts = requests_of(operator.dest_hook, "PutObject")
         with pytest.raises(S3SyncError, match=rf"copy s3://{src}/k to s3://{dst}/k: verification failed: the bytes"):
             operator.execute({})
@@ -173,13 +178,7 @@ def test_a_destination_that_does_not_hold_what_was_sent_fails_the_object(
     use_connection(monkeypatch, "s3_moto", moto.connection_json(**conn))
     src, dst = new_bucket(endpoints["rclone"]), new_bucket(moto)
     endpoints["rclone"].client().put_object(Bucket=src, Key="k", Body=os.urandom(size))
-    operator = S3SyncOperator(
-        task_id="sync",
-        source=f"s3://{src}",
-        dest=f"s3://{dst}",
-        source_aws_conn_id="s3_rclone",
-        dest_aws_conn_id="s3_moto",
-    )
+    operator = bucket_sync(src, dst, "s3_rclone", "s3_moto")
 
     def corrupt(parsed, **_):
         if field == "ContentLength":
