@@ -7,7 +7,6 @@ needs them, so nothing here asks which kind of side it holds.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,14 @@ from airflow_s3sync.hooks.botocore_backend import OBJECT_PROPERTIES
 from airflow_s3sync.hooks.digest import ContentHasher, HashingReader, file_digests
 from airflow_s3sync.plan import Entry
 from airflow_s3sync.plan.capabilities import key_is_plain, sends_arg, writes_properties
-from airflow_s3sync.plan.checksum import Digests, LocalDigestPlan, parse_etag, recorded_md5, with_recorded_md5
+from airflow_s3sync.plan.checksum import (
+    Digests,
+    LocalDigestPlan,
+    base64_md5,
+    parse_etag,
+    recorded_md5,
+    with_recorded_md5,
+)
 from airflow_s3sync.plan.lock import write_time_lock
 from airflow_s3sync.plan.route import TransferKind, TransferSpec
 
@@ -203,15 +209,12 @@ class Stream:
             # The bytes read are hashed only when the write's answer does not show them to be
             # the source's (its ETag is the source's MD5). The MD5 goes as Content-MD5 where the
             # writer sends it, so a server that checks it refuses other bytes at once.
-            sends_md5 = sends_arg(writer.capabilities, "ContentMD5")
             md5 = source_md5
-            hashed = False
-            if md5 is None and sends_md5:
-                md5, hashed = hashlib.md5(body, usedforsecurity=False).hexdigest(), True
-            if sends_md5:
-                args["ContentMD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
+            if sends_arg(writer.capabilities, "ContentMD5"):
+                md5 = md5 or hashlib.md5(body, usedforsecurity=False).hexdigest()
+                args["ContentMD5"] = base64_md5(md5)
             written = writer.write_object(dest=dest_ref, data=body, extra_args=args, progress=progress)
-            if not hashed and (md5 is None or parse_etag(written.etag)[0] != md5):
+            if md5 is None or (md5 == source_md5 and parse_etag(written.etag)[0] != md5):
                 md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
             sent = Digests(len(body), md5=md5)
             self.followups.verify_written(self.dest, dest_ref, sent=sent, source_md5=source_md5, written=written)

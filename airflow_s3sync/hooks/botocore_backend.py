@@ -7,7 +7,6 @@ tags, deletes and multipart housekeeping.
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import mimetypes
@@ -55,7 +54,14 @@ from airflow_s3sync.hooks.listing import Listed, fast_page, fast_pages
 from airflow_s3sync.hooks.local import AtomicFile
 from airflow_s3sync.hooks.throttle import Throttle
 from airflow_s3sync.plan.capabilities import Capabilities, Operation
-from airflow_s3sync.plan.checksum import CHECKSUM_ALGORITHMS, Digests, md5_etag_possible, parse_etag, recorded_md5
+from airflow_s3sync.plan.checksum import (
+    CHECKSUM_ALGORITHMS,
+    Digests,
+    base64_md5,
+    md5_etag_possible,
+    parse_etag,
+    recorded_md5,
+)
 from airflow_s3sync.plan.entries import Entry
 from airflow_s3sync.plan.key_range import KeyRange
 from airflow_s3sync.plan.lock import LockState, Retention
@@ -833,11 +839,10 @@ class BotocoreBackend:
         would retry cannot resend its body: it fails with a transient error naming what failed,
         and the job reads the source again."""
         body = _OnePutBody(stream, self._take, progress, self._stopping)
-        content_md5 = base64.b64encode(bytes.fromhex(md5)).decode()
         args = {name: value for name, value in extra_args.items() if name not in _MULTIPART_ONLY_ARGS}
         try:
             response = self.client.put_object(
-                Bucket=dest.bucket, Key=dest.key, Body=body, ContentLength=size, ContentMD5=content_md5, **args
+                Bucket=dest.bucket, Key=dest.key, Body=body, ContentLength=size, ContentMD5=base64_md5(md5), **args
             )
         except UnseekableStreamError as error:
             status, code, message = body.failure

@@ -127,7 +127,7 @@ def carries(
         return False
     if in_parts and not capabilities.multipart:
         return False
-    if capabilities.request_args is not None and not set(request_args) <= capabilities.request_args:
+    if not all(sends_arg(capabilities, name) for name in request_args):
         return False
     return not (lock and not capabilities.lock_headers) and not (tags and not capabilities.tags)
 

@@ -40,9 +40,14 @@ def recorded_md5(metadata: Mapping[str, str] | None) -> str | None:
     return digest.hex() if len(digest) == 16 else None
 
 
+def base64_md5(md5: str) -> str:
+    """A hex MD5 as S3 writes it in ``Content-MD5`` (and rclone in :data:`RECORDED_MD5`): base64."""
+    return base64.b64encode(bytes.fromhex(md5)).decode()
+
+
 def with_recorded_md5(metadata: Mapping[str, str] | None, md5: str) -> dict[str, str]:
     """``metadata`` with the content's hex ``md5`` recorded (:data:`RECORDED_MD5`)."""
-    return {**(metadata or {}), RECORDED_MD5: base64.b64encode(bytes.fromhex(md5)).decode()}
+    return {**(metadata or {}), RECORDED_MD5: base64_md5(md5)}
 
 
 class Verdict(Enum):
