@@ -440,17 +440,24 @@ def test_small_streamed_objects_go_to_the_first_fast_client_that_carries_them(
 
 
 def count_kinds_md5(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the bytes the transfer kinds hash with MD5 (a list that grows)."""
+    """The sizes of the bytes the transfer kinds hash, with MD5 or a ContentHasher (a list
+    that grows)."""
     import airflow_s3sync.execute.kinds as kinds
+    from airflow_s3sync.hooks.digest import ContentHasher
 
     sizes: list[int] = []
-    real = hashlib.md5
+    real, real_update = hashlib.md5, ContentHasher.update
 
     def md5(data: bytes = b"", **kwargs: Any) -> Any:
         sizes.append(len(data))
         return real(data, **kwargs)
 
+    def update(self: ContentHasher, data: bytes) -> None:
+        sizes.append(len(data))
+        real_update(self, data)
+
     monkeypatch.setattr(kinds, "hashlib", type("hashlib", (), {"md5": staticmethod(md5)}))
+    monkeypatch.setattr(ContentHasher, "update", update)
     return sizes
 
 
